@@ -1,0 +1,372 @@
+"""The pseudo-label store: the one on-disk format between the labelers and training.
+
+A store is a folder any reader can open without this package::
+
+    frames/<clip>/<t>.png        frames (t = 0..T-1; png or jpg)
+    audio/<clip>.wav             16-bit mono audio
+    masks/<clip>/<t>.png         binary masks, 0/255
+    manifest.jsonl               one JSON record per clip (written last: a clip without a record
+                                 does not exist)
+    manifest.shard-<i>-of-<n>.jsonl   the same, written by shard i of n; all manifests concatenate
+
+A record holds ``id``, ``status`` (``"ok"`` or ``"failed: <reason>"``), ``labeler``,
+``config_hash``, ``num_frames``, relative ``frames``/``masks``/``audio`` paths, and whatever the
+labeler adds under ``frames_info`` (per-frame texts, prompts, boxes with scores, mask areas),
+``timings``, ``llm`` (calls, tokens, cost) and ``meta``.
+
+Every file is written to a temporary name and renamed into place, and the manifest line is
+appended (one ``write`` + ``fsync``) only after the clip's files are complete, so a killed job
+leaves no partial clip: a rerun skips the clips that have a record and redoes the rest. Sharding
+(``shard=(i, n)``) splits clips by a stable hash of their id, so many processes can label disjoint
+parts of one input into one store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+from openavs_st.data.avsbench import read_image
+from openavs_st.data.clip import Clip, ClipError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+IMAGE_FORMATS = ("png", "jpg")
+STATUS_OK = "ok"
+# Key names whose values are secrets: api_key, OPENAI_API_KEY, secret, password, authorization,
+# token, hf_token, access_token (but not e.g. prompt_tokens, a count).
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|(^|[_-])token)$", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{8,})")
+
+
+def scrub_secrets(obj: Any) -> Any:
+    """A copy of a nested config/record with secret-looking keys and values replaced by ``"***"``.
+
+    Keys named like ``api_key``, ``token``, ``secret``, ``password`` and values that look like
+    OpenAI (``sk-…``) or Hugging Face (``hf_…``) keys never reach disk.
+    """
+    if isinstance(obj, Mapping):
+        return {k: ("***" if _SECRET_KEY.search(str(k)) and obj[k] else scrub_secrets(v)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub_secrets(v) for v in obj]
+    if isinstance(obj, str):
+        return _SECRET_VALUE.sub("***", obj)
+    return obj
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A short stable hash of a labeler configuration (secrets excluded)."""
+    blob = json.dumps(scrub_secrets(config), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def shard_of(clip_id: str, num_shards: int) -> int:
+    """The shard (0..num_shards-1) a clip belongs to: a stable hash of its id."""
+    return int(hashlib.sha1(clip_id.encode()).hexdigest(), 16) % num_shards
+
+
+def safe_clip_dir(clip_id: str) -> str:
+    """``clip_id`` as a single safe path component (ids come from file names and CSVs)."""
+    if not clip_id or clip_id in (".", "..") or "/" in clip_id or "\\" in clip_id or "\0" in clip_id:
+        raise ClipError(f"clip id {clip_id!r} cannot be used as a folder name in the store")
+    return clip_id
+
+
+def atomic_write(path: Path, write: Any, tag: str = "") -> None:
+    """Write a file via ``write(tmp_path)`` to a hidden temporary name in the same folder, then
+    rename it into place. ``tag`` goes into the temporary name (a writer cleans up its own)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{tag}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """Records of one manifest file. A torn last line (a job killed mid-append) is skipped with a
+    warning; a bad line elsewhere is an error naming the file and line."""
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if n == len(lines):
+                log.warning("%s: ignoring an incomplete last line (interrupted write)", path)
+                continue
+            raise ClipError(f"{path}: line {n} is not valid JSON ({exc})") from None
+        if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
+            raise ClipError(f"{path}: line {n} is not a clip record (needs 'id' and 'status')")
+        records.append(rec)
+    return records
+
+
+def manifest_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("manifest*.jsonl") if p.is_file())
+
+
+def load_records(root: Path) -> dict[str, dict[str, Any]]:
+    """All clip records of a store by id (manifests concatenated; a later record of a clip wins)."""
+    records: dict[str, dict[str, Any]] = {}
+    for path in manifest_files(root):
+        for rec in read_manifest(path):
+            records[rec["id"]] = rec
+    return records
+
+
+class StoreWriter:
+    """Writes labelled clips into a store; resumable and shardable.
+
+    Args:
+        root: store folder (created if needed).
+        labeler: labeler name recorded with every clip.
+        config: the labeler's configuration; its hash is recorded (secrets are never written).
+        shard: ``(index, count)``: this writer only accepts clips with ``shard_of(id) == index``.
+        image_format: ``png`` (lossless, default) or ``jpg`` for frames. Masks are always png.
+        retry_failed: redo clips whose earlier record is a failure (default: keep them).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        labeler: str,
+        config: Mapping[str, Any] | None = None,
+        shard: tuple[int, int] = (0, 1),
+        image_format: str = "png",
+        retry_failed: bool = False,
+    ) -> None:
+        index, count = shard
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.labeler = labeler
+        self.config_hash = config_hash(config or {})
+        self.shard = (index, count)
+        self.image_format = image_format
+        self.retry_failed = retry_failed
+        name = MANIFEST if count == 1 else f"manifest.shard-{index}-of-{count}.jsonl"
+        self.manifest = self.root / name
+        self._tmp_tag = f"shard{index}of{count}"
+        self._repair_torn_manifest()
+        self._remove_stale_temporaries()
+        self.records = load_records(self.root)
+        self.counts = {"ok": 0, "failed": 0, "skipped": 0}
+
+    def _repair_torn_manifest(self) -> None:
+        """Cut a torn last line (a job killed mid-append) so the next record starts cleanly."""
+        if not self.manifest.is_file() or not self.manifest.stat().st_size:
+            return
+        data = self.manifest.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        log.warning("%s: removing an incomplete last line (interrupted write)", self.manifest)
+        with self.manifest.open("rb+") as fh:
+            fh.truncate(keep)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete temporary files an earlier killed run of this shard left behind."""
+        for sub in ("frames", "masks", "audio"):
+            for tmp in (self.root / sub).rglob(f".*.{self._tmp_tag}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    def owns(self, clip_id: str) -> bool:
+        """True if this shard is responsible for ``clip_id``."""
+        return shard_of(clip_id, self.shard[1]) == self.shard[0]
+
+    def is_done(self, clip_id: str) -> bool:
+        """True if ``clip_id`` already has a record that a rerun should keep."""
+        rec = self.records.get(clip_id)
+        if rec is None:
+            return False
+        return rec["status"] == STATUS_OK or not self.retry_failed
+
+    def pending(self, clip_ids: Sequence[str]) -> list[str]:
+        """The ids of ``clip_ids`` this shard still has to label, in order."""
+        todo = [c for c in clip_ids if self.owns(c) and not self.is_done(c)]
+        self.counts["skipped"] += sum(1 for c in clip_ids if self.owns(c) and self.is_done(c))
+        return todo
+
+    def _append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(scrub_secrets(record), sort_keys=True, default=_json_default) + "\n"
+        with self.manifest.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.records[record["id"]] = record
+
+    def write(self, clip: Clip, masks: np.ndarray, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Store a labelled clip: its frames, audio, ``masks [T, H, W]`` (bool or 0/1) and record."""
+        cid = safe_clip_dir(clip.id)
+        masks = np.asarray(masks)
+        if masks.shape != clip.frames.shape[:3]:
+            raise ClipError(f"clip {clip.id!r}: masks {masks.shape} do not match frames {clip.frames.shape[:3]}")
+        frame_paths, mask_paths = [], []
+        for t in range(clip.num_frames):
+            fp = f"frames/{cid}/{t}.{self.image_format}"
+            mp = f"masks/{cid}/{t}.png"
+            atomic_write(self.root / fp, _image_writer(clip.frames[t], self.image_format), self._tmp_tag)
+            atomic_write(self.root / mp, _image_writer((masks[t] > 0).astype(np.uint8) * 255, "png"), self._tmp_tag)
+            frame_paths.append(fp)
+            mask_paths.append(mp)
+        audio_path = None
+        if clip.waveform is not None:
+            audio_path = f"audio/{cid}.wav"
+            wave, sr = clip.waveform, clip.sample_rate
+
+            def write_wav(tmp: Path) -> None:
+                sf.write(tmp, np.clip(wave, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
+
+            atomic_write(self.root / audio_path, write_wav, self._tmp_tag)
+        rec = {
+            **dict(record or {}),
+            "id": clip.id,
+            "status": STATUS_OK,
+            "labeler": self.labeler,
+            "config_hash": self.config_hash,
+            "num_frames": clip.num_frames,
+            "frames": frame_paths,
+            "masks": mask_paths,
+            "audio": audio_path,
+            "mask_area": [float((masks[t] > 0).mean()) for t in range(clip.num_frames)],
+            "meta": {**clip.meta, **dict((record or {}).get("meta", {}))},
+        }
+        self._append(rec)
+        self.counts["ok"] += 1
+        return rec
+
+    def write_failure(self, clip_id: str, reason: str, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Record that ``clip_id`` failed (the job goes on with the next clip)."""
+        reason = " ".join(str(reason).split()) or "unknown error"
+        rec = {
+            **dict(record or {}),
+            "id": clip_id,
+            "status": f"failed: {reason}",
+            "labeler": self.labeler,
+            "config_hash": self.config_hash,
+        }
+        self._append(rec)
+        self.counts["failed"] += 1
+        return rec
+
+
+def _image_writer(array: np.ndarray, fmt: str) -> Any:
+    def write(tmp: Path) -> None:
+        img = Image.fromarray(array)
+        if fmt == "jpg":
+            img.save(tmp, format="JPEG", quality=95)
+        else:
+            img.save(tmp, format="PNG")
+
+    return write
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class PseudoLabelStore(Sequence[Clip]):
+    """Reads a store as a sequence of :class:`Clip` (the successfully labelled clips, in id order).
+
+    Args:
+        root: store folder.
+        num_frames: if given, only clips with this many frames.
+        compute_log_mel: decode the audio and compute VGGish log-mels (pad "repeat").
+    """
+
+    def __init__(self, root: str | Path, *, num_frames: int | None = None, compute_log_mel: bool = True) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ClipError(f"pseudo-label store not found: {self.root}")
+        if not manifest_files(self.root):
+            raise ClipError(f"{self.root}: no manifest*.jsonl, so this is not a pseudo-label store")
+        self.all_records = load_records(self.root)
+        ok = [r for r in self.all_records.values() if r["status"] == STATUS_OK]
+        if num_frames is not None:
+            ok = [r for r in ok if r.get("num_frames") == num_frames]
+        self.records = sorted(ok, key=lambda r: r["id"])
+        self.compute_log_mel = compute_log_mel
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[Clip]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        rec = self.records[index]
+        frames = np.stack([read_image(self.root / p, "RGB") for p in rec["frames"]])
+        masks = np.stack([(read_image(self.root / p, "L") > 127).astype(np.uint8) for p in rec["masks"]])
+        wave = sr = mel = None
+        if rec.get("audio"):
+            from openavs_st.data.audio import load_audio, log_mel_examples
+
+            wave, sr = load_audio(self.root / rec["audio"])
+            if self.compute_log_mel:
+                mel = log_mel_examples(wave, sr, num_frames=len(frames), pad="repeat")
+        meta = {**rec.get("meta", {}), "labeler": rec.get("labeler"), "config_hash": rec.get("config_hash")}
+        return Clip(rec["id"], frames, wave, sr, mel, masks, meta=meta)
+
+    def categories(self) -> list[str | None]:
+        """Category of every clip, from the record's ``meta`` (``None`` where unknown)."""
+        return [r.get("meta", {}).get("category") for r in self.records]
+
+    def log_mel_of(self, index: int) -> np.ndarray:
+        """The ``[T, 1, 96, 64]`` log-mel of clip ``index`` without decoding its images."""
+        from openavs_st.data.audio import load_audio, log_mel_examples
+
+        rec = self.records[index]
+        if not rec.get("audio"):
+            raise ClipError(f"{self.root}: clip {rec['id']!r} has no audio")
+        wave, sr = load_audio(self.root / rec["audio"])
+        return log_mel_examples(wave, sr, num_frames=int(rec["num_frames"]), pad="repeat")
+
+    def summary(self) -> dict[str, Any]:
+        """Counts over every record: ok/failed clips, empty-mask frames, mean mask area, LLM usage."""
+        recs = list(self.all_records.values())
+        ok = [r for r in recs if r["status"] == STATUS_OK]
+        areas = [a for r in ok for a in r.get("mask_area", [])]
+        llm = [r.get("llm", {}) for r in recs]
+        return {
+            "clips_ok": len(ok),
+            "clips_failed": len(recs) - len(ok),
+            "frames": len(areas),
+            "empty_mask_frames": sum(1 for a in areas if a == 0),
+            "mean_mask_area": float(np.mean(areas)) if areas else 0.0,
+            "llm_calls": sum(int(x.get("calls", 0)) for x in llm),
+            "llm_cache_hits": sum(int(x.get("cache_hits", 0)) for x in llm),
+            "llm_tokens": sum(int(x.get("prompt_tokens", 0)) + int(x.get("completion_tokens", 0)) for x in llm),
+            "llm_cost_usd": sum(float(x.get("cost_usd", 0.0)) for x in llm),
+        }
+
