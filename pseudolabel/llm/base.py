@@ -1,0 +1,449 @@
+"""The LLM translator interface, its per-clip record, the shared chat machinery and the ``llm`` registry.
+
+A translator turns one clip's per-frame descriptions (:class:`ClipDescriptions`: for each frame a
+list of audio descriptions, one per ALM prompt/model, and optionally image descriptions) into
+per-frame object-phrase lists for the text-prompted segmenter, plus a :class:`TranslationRecord`
+for the pseudo-label manifest (raw responses, parse status per frame, fallbacks, tokens, cost,
+cache hits, latency).
+
+Backends, by registry name:
+
+- ``openai``: any OpenAI-compatible chat endpoint (``openai_backend.py``),
+- ``hf``: a local transformers chat model (``hf_backend.py``),
+- ``none``: no LLM; the raw ALM descriptions are the phrases (the paper's "Pengi output" baseline).
+
+Every translator offers ``translate(clip)``, ``translate_many(clips)`` and their ``async`` twins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Mapping, Sequence
+
+from pseudolabel.llm.cache import ResponseCache, request_key
+from pseudolabel.llm.strategies import (
+    ChatRequest,
+    ClipDescriptions,
+    FrameAnswer,
+    FrameDescriptions,
+    ModelScope,
+    get_strategy,
+    load_prompt,
+    unique_phrases,
+)
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+class TranslationError(RuntimeError):
+    """An LLM request failed for good (not retryable, or retries exhausted)."""
+
+
+@dataclass
+class TranslationRecord:
+    """What happened while translating one clip (JSON-serialisable via :meth:`to_dict`).
+
+    Attributes:
+        clip_id: the clip.
+        backend: registry name of the translator (``openai``, ``hf``, ``none``).
+        model: the LLM (None for ``none``).
+        strategy: the translation strategy (None for ``none``).
+        prompt_sha256: SHA-256 of the system prompt text used (None for ``none``).
+        raw_responses: the LLM's text, one per request (one per clip, or one per frame for the
+            ``model`` strategy with ``model_scope="frame"``).
+        frame_status: per frame ``ok``, ``silent`` (the LLM said nothing sounds),
+            ``fallback:missing`` / ``fallback:malformed`` (the untranslated text was used) or
+            ``raw`` (``none`` backend).
+        fallback_frames: indices of the frames that fell back to the untranslated text.
+        parse_notes: irregularities met while parsing (extra answers, 1-based labels, ...).
+        prompt_tokens, completion_tokens: token usage of the responses used, cached ones included.
+        cost_usd: what this run paid, from the price table (cache hits are free); None when the
+            model has no price entry.
+        cache_hit: every request of the clip was served from the disk cache.
+        latency_s: seconds spent in LLM calls for this clip (excluding waits for a concurrency slot).
+    """
+
+    clip_id: str
+    backend: str
+    model: str | None
+    strategy: str | None
+    prompt_sha256: str | None
+    raw_responses: list[str]
+    frame_status: list[str]
+    fallback_frames: list[int]
+    parse_notes: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    cache_hit: bool
+    latency_s: float
+
+    @property
+    def fallback_used(self) -> bool:
+        """Whether any frame fell back to the untranslated text."""
+        return bool(self.fallback_frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict for the manifest."""
+        return asdict(self)
+
+
+@dataclass
+class Translation:
+    """A translator's result for one clip: ``phrases[t]`` lists the sounding-object phrases of frame
+    ``t`` (lower-case, deduplicated; empty means nothing sounds, i.e. an empty mask)."""
+
+    phrases: list[list[str]]
+    record: TranslationRecord
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat response: its text and token usage (0 when the server does not report it)."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+CompleteFn = Callable[[Messages], Awaitable[Completion]]
+
+
+class Translator(ABC):
+    """Base class of every translator: per-clip translation, batched concurrently, with sync wrappers."""
+
+    name: ClassVar[str]
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[Any]:
+        """Per-run state shared by the clips of one ``translate_many`` call (e.g. an HTTP client)."""
+        yield None
+
+    @abstractmethod
+    async def _translate_clip(self, clip: ClipDescriptions, session: Any) -> Translation:
+        """Translate one clip within a session."""
+
+    async def translate_many_async(
+        self, clips: Sequence[ClipDescriptions], *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Translate ``clips`` concurrently; results in input order.
+
+        With ``return_exceptions=True`` a clip that failed gives its exception in its slot (so a
+        labeling job can mark it failed and go on); otherwise the first failure is raised after
+        every clip has finished.
+        """
+        for index, clip in enumerate(clips):
+            if not isinstance(clip, ClipDescriptions):
+                raise TypeError(f"clips[{index}] is {type(clip).__name__}, expected ClipDescriptions")
+        async with self._session() as session:
+            results = await asyncio.gather(
+                *(self._translate_clip(clip, session) for clip in clips), return_exceptions=True
+            )
+        if not return_exceptions:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return results
+
+    async def translate_async(self, clip: ClipDescriptions) -> Translation:
+        """Translate one clip."""
+        return (await self.translate_many_async([clip]))[0]
+
+    def translate_many(self, clips: Sequence[ClipDescriptions], *, return_exceptions: bool = False) -> list[Any]:
+        """Blocking :meth:`translate_many_async` (not callable from inside a running event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.translate_many_async(clips, return_exceptions=return_exceptions))
+        raise RuntimeError(
+            f"{type(self).__name__}.translate_many() was called inside a running event loop; "
+            "await translate_many_async() instead"
+        )
+
+    def translate(self, clip: ClipDescriptions) -> Translation:
+        """Blocking :meth:`translate_async`."""
+        return self.translate_many([clip])[0]
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Callable[..., Translator]] = {}
+_BUILTIN_MODULES = ("pseudolabel.llm.openai_backend", "pseudolabel.llm.hf_backend")
+
+
+def register(name: str) -> Callable[[type[Translator]], type[Translator]]:
+    """Class decorator: register a translator under ``name`` (its ``name`` attribute is set too)."""
+
+    def deco(cls: type[Translator]) -> type[Translator]:
+        if name in _REGISTRY:
+            raise ValueError(f"LLM translator {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def create(name: str, **cfg: Any) -> Translator:
+    """Build the translator registered as ``name`` (``openai``, ``hf``, ``none``) from keyword config."""
+    _import_builtin()
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown LLM translator {name!r}; available: {sorted(_REGISTRY)}") from None
+    return factory(**cfg)
+
+
+def available() -> list[str]:
+    """Names of the registered translators."""
+    _import_builtin()
+    return sorted(_REGISTRY)
+
+
+def _import_builtin() -> None:
+    # The backend modules import openai/transformers only inside functions, so this stays cheap.
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+# --- the "none" translator -----------------------------------------------------------------------
+
+
+@register("none")
+class PassthroughTranslator(Translator):
+    """No LLM: every audio description of a frame becomes one phrase, cleaned and deduplicated."""
+
+    def __repr__(self) -> str:
+        return "PassthroughTranslator()"
+
+    async def _translate_clip(self, clip: ClipDescriptions, session: Any) -> Translation:
+        record = TranslationRecord(
+            clip_id=clip.clip_id,
+            backend=self.name,
+            model=None,
+            strategy=None,
+            prompt_sha256=None,
+            raw_responses=[],
+            frame_status=["raw"] * len(clip.frames),
+            fallback_frames=[],
+            parse_notes=[],
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0.0,
+            cache_hit=False,
+            latency_s=0.0,
+        )
+        return Translation([unique_phrases(frame.audio) for frame in clip.frames], record)
+
+
+# --- shared chat-LLM machinery -------------------------------------------------------------------
+
+
+@dataclass
+class _ChatSession:
+    complete: CompleteFn
+    slots: asyncio.Semaphore
+
+
+@dataclass
+class _Outcome:
+    completion: Completion
+    cache_hit: bool
+    latency_s: float
+
+
+def _check_prices(prices: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    checked: dict[str, tuple[float, float]] = {}
+    for model, pair in prices.items():
+        values = tuple(float(value) for value in pair)
+        if len(values) != 2 or min(values) < 0:
+            raise ValueError(
+                f"price of {model!r} must be [USD per 1M input tokens, USD per 1M output tokens] "
+                f"(two non-negative numbers), got {list(pair)!r}"
+            )
+        checked[model] = (values[0], values[1])
+    return checked
+
+
+class ChatTranslator(Translator):
+    """Translation through a chat LLM, shared by the ``openai`` and ``hf`` backends.
+
+    Builds the strategy's messages (system prompt = the prompt file, verbatim), serves repeated
+    requests from the disk cache, runs at most ``concurrency`` LLM calls at once, parses the
+    answers per frame and falls back per frame to the untranslated audio text when an answer is
+    missing or malformed. Subclasses provide :meth:`_open_backend`.
+
+    Args:
+        model: model name (API) or id / local directory (transformers).
+        strategy: ``basic``, ``prompt``, ``frame``, ``prompt_frame`` (OpenAVS-Lite) or ``model``.
+        prompt_file: a system-prompt file replacing the strategy's packaged one (e.g. the paper's
+            exact wording); the user-message layout stays the strategy's.
+        model_scope: for ``model``: ``frame`` (one call per frame, the paper's Appendix F.5 input)
+            or ``clip`` (one call per clip, one answer for every frame).
+        temperature, seed, max_tokens: generation settings (all part of the cache key).
+        cache_dir: directory of the response cache; None disables caching.
+        concurrency: maximum LLM calls in flight.
+        prices: model name -> (USD per 1M input tokens, USD per 1M output tokens).
+        max_phrase_words: an answer phrase longer than this is a sentence, not an object name:
+            the frame is malformed and falls back.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        strategy: str = "prompt_frame",
+        prompt_file: str | Path | None = None,
+        model_scope: ModelScope = "frame",
+        temperature: float = 0.0,
+        seed: int | None = None,
+        max_tokens: int = 1024,
+        cache_dir: str | Path | None = None,
+        concurrency: int = 8,
+        prices: Mapping[str, Sequence[float]] | None = None,
+        max_phrase_words: int = 8,
+    ) -> None:
+        if model_scope not in ("frame", "clip"):
+            raise ValueError(f"model_scope must be 'frame' or 'clip', got {model_scope!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if max_tokens < 1 or max_phrase_words < 1:
+            raise ValueError(f"max_tokens and max_phrase_words must be >= 1, got {max_tokens}, {max_phrase_words}")
+        self.model = str(model)
+        self.strategy = get_strategy(strategy)
+        self.prompt_file = Path(prompt_file) if prompt_file is not None else self.strategy.prompt_file
+        self.system_prompt = load_prompt(self.prompt_file)
+        self.prompt_sha256 = hashlib.sha256(self.system_prompt.encode("utf-8")).hexdigest()
+        self.model_scope = model_scope
+        self.temperature = float(temperature)
+        self.seed = seed
+        self.max_tokens = int(max_tokens)
+        self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
+        self.concurrency = int(concurrency)
+        self.prices = _check_prices(prices or {})
+        self.max_phrase_words = int(max_phrase_words)
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "strategy": self.strategy.name,
+            "prompt_file": str(self.prompt_file),
+            "cache_dir": None if self.cache is None else str(self.cache.directory),
+            "concurrency": self.concurrency,
+        }
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in self._repr_fields().items())
+        return f"{type(self).__name__}({fields})"
+
+    @abstractmethod
+    def _open_backend(self) -> Any:
+        """An async context manager yielding a :data:`CompleteFn` (messages -> Completion)."""
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[_ChatSession]:
+        async with self._open_backend() as complete:
+            yield _ChatSession(complete, asyncio.Semaphore(self.concurrency))
+
+    def messages(self, request: ChatRequest) -> Messages:
+        """The chat messages of one request: the system prompt, then the strategy's user message."""
+        return [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": request.user_message},
+        ]
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """Price of the given token counts for this model, or None if it has no price entry."""
+        price = self.prices.get(self.model)
+        if price is None:
+            return None
+        return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
+
+    async def _request(self, messages: Messages, session: _ChatSession) -> _Outcome:
+        """One LLM call, served from the cache when possible (before taking a concurrency slot)."""
+        key = request_key(self.model, messages, self.temperature, self.seed, self.max_tokens)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            completion = Completion(
+                cached["response"], int(cached.get("prompt_tokens", 0)), int(cached.get("completion_tokens", 0))
+            )
+            return _Outcome(completion, cache_hit=True, latency_s=0.0)
+        async with session.slots:
+            start = time.perf_counter()
+            completion = await session.complete(messages)
+            latency = time.perf_counter() - start
+        if self.cache is not None:
+            self.cache.put(
+                key,
+                {
+                    "request": {
+                        "model": self.model,
+                        "messages": messages,
+                        "temperature": self.temperature,
+                        "seed": self.seed,
+                        "max_tokens": self.max_tokens,
+                    },
+                    "response": completion.text,
+                    "prompt_tokens": completion.prompt_tokens,
+                    "completion_tokens": completion.completion_tokens,
+                },
+            )
+        return _Outcome(completion, cache_hit=False, latency_s=latency)
+
+    async def _translate_clip(self, clip: ClipDescriptions, session: _ChatSession) -> Translation:
+        requests = self.strategy.build_requests(clip, model_scope=self.model_scope)
+        try:
+            outcomes = await asyncio.gather(*(self._request(self.messages(r), session) for r in requests))
+        except TranslationError as exc:
+            raise TranslationError(f"clip {clip.clip_id!r}: {exc}") from None
+        phrases: list[list[str]] = [[] for _ in clip.frames]
+        status = ["fallback:missing"] * len(clip.frames)
+        notes: list[str] = []
+        for request, outcome in zip(requests, outcomes):
+            parsed = self.strategy.parse(
+                outcome.completion.text, len(request.frames), max_phrase_words=self.max_phrase_words
+            )
+            prefix = f"frames {list(request.frames)}: " if len(requests) > 1 else ""
+            notes.extend(prefix + note for note in parsed.notes)
+            for t, answer in zip(request.frames, parsed.answers):
+                phrases[t], status[t] = self._frame_result(clip.frames[t], answer)
+        fallback_frames = [t for t, frame_status in enumerate(status) if frame_status.startswith("fallback")]
+        if fallback_frames:
+            log.info("clip %s: frames %s fell back to the untranslated text", clip.clip_id, fallback_frames)
+        billed = [outcome.completion for outcome in outcomes if not outcome.cache_hit]
+        record = TranslationRecord(
+            clip_id=clip.clip_id,
+            backend=self.name,
+            model=self.model,
+            strategy=self.strategy.name,
+            prompt_sha256=self.prompt_sha256,
+            raw_responses=[outcome.completion.text for outcome in outcomes],
+            frame_status=status,
+            fallback_frames=fallback_frames,
+            parse_notes=notes,
+            prompt_tokens=sum(outcome.completion.prompt_tokens for outcome in outcomes),
+            completion_tokens=sum(outcome.completion.completion_tokens for outcome in outcomes),
+            cost_usd=self.cost_usd(
+                sum(c.prompt_tokens for c in billed), sum(c.completion_tokens for c in billed)
+            ),
+            cache_hit=all(outcome.cache_hit for outcome in outcomes),
+            latency_s=sum(outcome.latency_s for outcome in outcomes),
+        )
+        return Translation(phrases, record)
+
+    def _frame_result(self, frame: FrameDescriptions, answer: FrameAnswer) -> tuple[list[str], str]:
+        """A frame's phrases and status: the parsed answer, or the untranslated text if the answer is
+        missing or malformed."""
+        if answer.status in ("ok", "silent"):
+            return list(answer.phrases), answer.status
+        return unique_phrases(self.strategy.source_texts(frame)), f"fallback:{answer.status}"

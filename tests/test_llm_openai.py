@@ -1,0 +1,340 @@
+"""The ``openai`` LLM translator against a real HTTP server on 127.0.0.1 speaking /v1/chat/completions.
+
+The server (``http.server.ThreadingHTTPServer`` in a thread) records every request body and header,
+counts requests in flight, can be told to fail with given status codes, and answers by echoing the
+first description of each frame, so results can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from pseudolabel import llm
+from pseudolabel.llm.openai_backend import retry_after_seconds
+
+PROMPTS = Path(llm.__file__).parent / "prompts"
+USAGE = (1000, 200)  # prompt / completion tokens the server reports for every response
+GPT4O_MINI_COST = (1000 * 0.15 + 200 * 0.60) / 1e6  # USD per response at $0.15 / $0.60 per 1M
+
+
+def echo_answer(body: dict[str, Any]) -> str:
+    """Answer each frame with its first description (the ``model`` layout: with Audio agent 0's)."""
+    user = body["messages"][1]["content"]
+    if "agent 0:" in user:
+        first_audio = re.search(r"^Audio agent 0: (.*)$", user, re.MULTILINE).group(1)
+        return f"Image agent 0 and Audio agent 0 agree.\n<answer>{first_audio}</answer>"
+    frames = re.findall(r"<frame(\d+)>(?:<exp1>)?(.*?)(?:</exp1>|</frame)", user)
+    return "\n".join(f"<answer>{text}</answer>" for _, text in frames)
+
+
+class FakeChatServer:
+    """A minimal OpenAI-compatible chat-completions server for tests."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []
+        self.failures: deque[tuple[int, dict[str, str], dict[str, Any]]] = deque()
+        self.answer: Callable[[dict[str, Any]], str] = echo_answer
+        self.delay_s = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def fail_next(
+        self, status: int, headers: dict[str, str] | None = None, message: str = "failure", code: str | None = None
+    ) -> None:
+        """Make the next request fail with ``status`` (queued, first in first out)."""
+        self.failures.append((status, headers or {}, {"error": {"message": message, "type": "test", "code": code}}))
+
+    def _respond(self, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self._lock:
+            if self.failures:
+                return self.failures.popleft()
+        content = self.answer(body)
+        return 200, {}, {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1], "total_tokens": sum(USAGE)},
+        }
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with server._lock:
+                    server.bodies.append(body)
+                    server.authorizations.append(self.headers.get("Authorization", ""))
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    time.sleep(server.delay_s)
+                    status, headers, payload = (
+                        server._respond(body) if self.path == "/v1/chat/completions" else (404, {}, {})
+                    )
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> "FakeChatServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[FakeChatServer]:
+    with FakeChatServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    key = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    return key
+
+
+def translator(server: FakeChatServer, **cfg: Any) -> llm.Translator:
+    cfg.setdefault("backoff_base_s", 0.01)
+    return llm.create("openai", base_url=server.url, **cfg)
+
+
+CLIP = llm.ClipDescriptions.from_lists(
+    "clip_a",
+    audio=[["A dog is barking.", "dog", "barking  sounds"], ["man", "speech", "a man\ntalks"]],
+    image=[["A brown dog on grass."], ["A man and a dog."]],
+)
+
+EXPECTED_USER = {
+    "basic": "<frame0>A dog is barking.</frame0>\n<frame1>man</frame1>",
+    "frame": "<frame0>A dog is barking.</frame0>\n<frame1>man</frame1>",
+    "prompt": (
+        "<frame0><exp1>A dog is barking.</exp1><exp2>dog</exp2><exp3>barking sounds</exp3></frame0>\n"
+        "<frame1><exp1>man</exp1><exp2>speech</exp2><exp3>a man talks</exp3></frame1>"
+    ),
+    "model": [
+        "Image agent 0: A brown dog on grass.\n"
+        "Audio agent 0: A dog is barking.\nAudio agent 1: dog\nAudio agent 2: barking sounds",
+        "Image agent 0: A man and a dog.\nAudio agent 0: man\nAudio agent 1: speech\nAudio agent 2: a man talks",
+    ],
+}
+EXPECTED_USER["prompt_frame"] = EXPECTED_USER["prompt"]
+
+
+@pytest.mark.parametrize("strategy", ["basic", "prompt", "frame", "prompt_frame", "model"])
+def test_request_carries_prompt_file_and_strategy_layout(server: FakeChatServer, api_key: str, strategy: str) -> None:
+    result = translator(server, strategy=strategy).translate(CLIP)
+
+    expected_users = EXPECTED_USER[strategy]
+    expected_users = expected_users if isinstance(expected_users, list) else [expected_users]
+    prompt_bytes = (PROMPTS / f"{strategy}.txt").read_bytes()
+    assert sorted(body["messages"][1]["content"] for body in server.bodies) == sorted(expected_users)
+    for body in server.bodies:
+        system, user = body["messages"]
+        assert system["role"] == "system" and user["role"] == "user"
+        assert system["content"].encode("utf-8") == prompt_bytes
+        assert body["model"] == "gpt-4o-mini" and body["temperature"] == 0.0
+    assert server.authorizations == [f"Bearer {api_key}"] * len(expected_users)
+    # The echo server answers each frame with the description it was shown first.
+    assert result.phrases == [["a dog is barking"], ["man"]]
+    assert result.record.frame_status == ["ok", "ok"]
+    assert result.record.strategy == strategy and result.record.backend == "openai"
+
+
+def test_model_scope_clip_makes_one_request_for_all_frames(server: FakeChatServer, api_key: str) -> None:
+    result = translator(server, strategy="model", model_scope="clip").translate(CLIP)
+
+    assert len(server.bodies) == 1
+    assert server.bodies[0]["messages"][1]["content"] == (
+        "Image agent 0: A brown dog on grass.\nImage agent 1: A man and a dog.\n"
+        "Audio agent 0: A dog is barking.\nAudio agent 1: dog\nAudio agent 2: barking sounds\n"
+        "Audio agent 3: man\nAudio agent 4: speech\nAudio agent 5: a man talks"
+    )
+    assert result.phrases == [["a dog is barking"], ["a dog is barking"]]
+
+
+def test_custom_prompt_file_is_sent_verbatim(server: FakeChatServer, api_key: str, tmp_path: Path) -> None:
+    prompt = tmp_path / "mine.txt"
+    prompt.write_bytes("Name the sounding objects – per frame.\n\n".encode("utf-8"))
+    translator(server, strategy="basic", prompt_file=prompt).translate(CLIP)
+    assert server.bodies[0]["messages"][0]["content"].encode("utf-8") == prompt.read_bytes()
+
+
+def test_concurrency_limit_is_respected_and_order_kept(server: FakeChatServer, api_key: str) -> None:
+    server.delay_s = 0.2
+    clips = [llm.ClipDescriptions.from_lists(f"c{i}", audio=[[f"source {i}"]]) for i in range(6)]
+
+    results = translator(server, strategy="prompt_frame", concurrency=2).translate_many(clips)
+
+    assert len(server.bodies) == 6
+    assert server.max_in_flight == 2
+    assert [r.phrases for r in results] == [[[f"source {i}"]] for i in range(6)]
+    assert [r.record.clip_id for r in results] == [f"c{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"), [(429, {"Retry-After": "0"}), (500, {}), (503, {"retry-after-ms": "5"})]
+)
+def test_retryable_error_then_success(server: FakeChatServer, api_key: str, status: int, headers: dict) -> None:
+    server.fail_next(status, headers)
+    result = translator(server, max_retries=2).translate(CLIP)
+    assert len(server.bodies) == 2
+    assert result.record.frame_status == ["ok", "ok"]
+
+
+def test_retry_after_above_limit_is_not_retried(server: FakeChatServer, api_key: str) -> None:
+    server.fail_next(429, {"Retry-After": "5"})
+    with pytest.raises(llm.TranslationError, match=r"clip 'clip_a'.*1 attempt.*HTTP 429.*retry after 5 s"):
+        translator(server, max_retries=3, max_retry_after_s=1.0).translate(CLIP)
+    assert len(server.bodies) == 1
+
+
+def test_retries_are_bounded_and_client_errors_not_retried(server: FakeChatServer, api_key: str) -> None:
+    for _ in range(3):
+        server.fail_next(502)
+    with pytest.raises(llm.TranslationError, match=r"3 attempt.*HTTP 502"):
+        translator(server, max_retries=2).translate(CLIP)
+    assert len(server.bodies) == 3  # our retries only: the client's own are disabled
+
+    server.fail_next(400, message="bad request")
+    with pytest.raises(llm.TranslationError, match=r"HTTP 400.*bad request"):
+        translator(server, max_retries=2).translate(CLIP)
+    assert len(server.bodies) == 4
+
+    server.fail_next(429, message="You exceeded your current quota", code="insufficient_quota")
+    with pytest.raises(llm.TranslationError, match=r"1 attempt.*HTTP 429.*quota"):
+        translator(server, max_retries=2).translate(CLIP)
+    assert len(server.bodies) == 5
+
+
+def test_failed_clip_is_returned_in_its_slot(server: FakeChatServer, api_key: str) -> None:
+    def answer(body: dict[str, Any]) -> str:
+        return "<answer>dog</answer>"
+
+    server.answer = answer
+    server.fail_next(400)
+    clips = [llm.ClipDescriptions.from_lists(f"c{i}", audio=[["dog"]]) for i in range(2)]
+    results = translator(server, max_retries=0, concurrency=1).translate_many(clips, return_exceptions=True)
+    assert isinstance(results[0], llm.TranslationError) and "'c0'" in str(results[0])
+    assert results[1].phrases == [["dog"]]
+
+
+def test_malformed_answer_falls_back_per_frame(server: FakeChatServer, api_key: str) -> None:
+    server.answer = lambda body: (
+        "<answer>Dog, MAN</answer>\n"
+        "<answer>the sound in this frame clearly comes from a man who is talking loudly</answer>"
+    )
+    clip = llm.ClipDescriptions.from_lists(
+        "c", audio=[["a dog barks", "dog"], ["a man talks", "speech"], ["Wind.", "wind"]]
+    )
+
+    result = translator(server, strategy="prompt_frame").translate(clip)
+
+    assert result.phrases == [["dog", "man"], ["a man talks", "speech"], ["wind"]]
+    assert result.record.frame_status == ["ok", "fallback:malformed", "fallback:missing"]
+    assert result.record.fallback_frames == [1, 2] and result.record.fallback_used
+    assert result.record.raw_responses == [server.answer({})]
+
+
+def test_second_identical_run_is_served_from_cache(server: FakeChatServer, api_key: str, tmp_path: Path) -> None:
+    clips = [llm.ClipDescriptions.from_lists(f"c{i}", audio=[[f"source {i}", "x"], ["none", "y"]]) for i in range(3)]
+    first = translator(server, cache_dir=tmp_path / "cache").translate_many(clips)
+    assert len(server.bodies) == 3
+    assert all(r.record.cost_usd == pytest.approx(GPT4O_MINI_COST) and not r.record.cache_hit for r in first)
+
+    second = translator(server, cache_dir=tmp_path / "cache").translate_many(clips)
+
+    assert len(server.bodies) == 3  # no new request
+    assert [r.phrases for r in second] == [r.phrases for r in first] == [[[f"source {i}"], []] for i in range(3)]
+    assert all(r.record.cache_hit and r.record.cost_usd == 0.0 for r in second)
+    assert [r.record.raw_responses for r in second] == [r.record.raw_responses for r in first]
+    assert all((r.record.prompt_tokens, r.record.completion_tokens) == USAGE for r in second)
+
+    translator(server, cache_dir=tmp_path / "cache", temperature=0.5).translate(clips[0])
+    assert len(server.bodies) == 4  # temperature is part of the key
+
+
+def test_api_key_never_reaches_cache_records_reprs_or_errors(
+    server: FakeChatServer, api_key: str, tmp_path: Path
+) -> None:
+    llm_translator = translator(server, cache_dir=tmp_path / "cache", strategy="model")
+    result = llm_translator.translate(CLIP)
+    assert server.authorizations and all(auth == f"Bearer {api_key}" for auth in server.authorizations)
+
+    cache_files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert len(cache_files) == 2
+    assert all(api_key not in p.read_text(encoding="utf-8") for p in cache_files)
+    assert api_key not in json.dumps(result.record.to_dict())
+    assert api_key not in repr(llm_translator)
+
+    server.fail_next(401, message=f"Incorrect API key provided: {api_key}")
+    with pytest.raises(llm.TranslationError) as failure:
+        translator(server).translate(CLIP)
+    assert "HTTP 401" in str(failure.value) and api_key not in str(failure.value)
+
+
+def test_api_key_from_configured_env_var(server: FakeChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("MY_LLM_KEY", "sk-test-other")
+    translator(server, api_key_env="MY_LLM_KEY").translate(CLIP)
+    assert server.authorizations == ["Bearer sk-test-other"]
+
+    monkeypatch.delenv("MY_LLM_KEY")
+    with pytest.raises(llm.TranslationError, match="MY_LLM_KEY"):
+        llm.create("openai", api_key_env="MY_LLM_KEY").translate(CLIP)
+
+
+def test_cost_uses_the_price_table(server: FakeChatServer, api_key: str) -> None:
+    priced = translator(server, model="my-model", prices={"my-model": [1.0, 2.0]}).translate(CLIP)
+    assert priced.record.cost_usd == pytest.approx((1000 * 1.0 + 200 * 2.0) / 1e6)
+    assert priced.record.model == "my-model" and server.bodies[-1]["model"] == "my-model"
+    unpriced = translator(server, model="local-llama").translate(CLIP)
+    assert unpriced.record.cost_usd is None
+    assert (unpriced.record.prompt_tokens, unpriced.record.completion_tokens) == USAGE
+
+
+def test_retry_after_header_parsing() -> None:
+    assert retry_after_seconds({"retry-after": "2"}) == 2.0
+    assert retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a past date
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
