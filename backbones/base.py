@@ -127,8 +127,4 @@ def _import_builtin() -> None:
     import importlib
 
     for mod in ("tpavi", "avsegformer", "sama_avs"):
-        try:
-            importlib.import_module(f"backbones.{mod}")
-        except ModuleNotFoundError as exc:  # a backbone module not written yet
-            if exc.name != f"backbones.{mod}":
-                raise
+        importlib.import_module(f"backbones.{mod}")
