@@ -1,0 +1,806 @@
+"""Audio describers (audio -> text): the interface, the one-second segmenter, the ``alm`` registry, and the
+transformers plumbing the backends (and :mod:`pseudolabel.vlm`) share.
+
+OpenAVS describes every one-second audio segment of a clip with an audio-language model (ALM) and a
+fixed prompt (paper, Appendix F: Pengi with three prompts, "Please describe the audio in detail" for
+Audio Flamingo 3 and Qwen2.5-Omni). :func:`split_seconds` cuts a clip's waveform into those segments;
+:meth:`AudioDescriber.describe` returns one text per (segment, prompt).
+
+Two kinds of backend:
+
+- :class:`GenerativeAudioDescriber`: an audio LM prompted per segment, decoded greedily
+  (``qwen2_5_omni``, ``audio_flamingo3``);
+- :class:`AudioTagger`: a classifier or zero-shot scorer whose text is its top-k labels above a
+  threshold, joined by ``", "`` (``clap``, ``ast``).
+
+Every transformers model is loaded by :class:`LazyModel`: ``from_pretrained(id_or_local_dir)`` on the
+first call that needs it (a downloaded model works offline), or, with ``config=`` given, built with
+random weights from a tiny configuration, tokenizer and processor included, without any download
+(tests). Two describers of the same checkpoint on the same device and dtype share one loaded model
+(e.g. Qwen2.5-Omni as both the ALM and the VLM of OpenAVS-Large).
+
+Nothing here imports torch or transformers at import time: they are imported when a model loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import pkgutil
+import threading
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+VOCABULARY_DIR = Path(__file__).resolve().parent / "vocabularies"
+SHIPPED_VOCABULARIES = ("audioset", "vggsound", "avsbench")
+
+Described = TypeVar("Described")
+LoadFn = Callable[[str, Any], tuple[Any, Any]]  # (id or directory, torch dtype or "auto") -> (processor, model)
+BuildFn = Callable[[dict[str, Any]], tuple[Any, Any]]  # tiny config overrides -> (processor, model)
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+
+class Registry(Generic[Described]):
+    """Name -> backend class, filled by the ``register`` decorator of the backend modules of a package.
+
+    Every public module of the package (not ``base``, not ``_private``) is imported on first use, so a
+    new backend module only has to decorate its class; such modules must not import torch or
+    transformers at module level.
+    """
+
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self.package = package
+        self._classes: dict[str, type[Described]] = {}
+        self._imported = False
+
+    def register(self, name: str) -> Callable[[type[Described]], type[Described]]:
+        """Class decorator: register a backend under ``name`` (its ``name`` attribute is set too)."""
+
+        def deco(cls: type[Described]) -> type[Described]:
+            if name in self._classes:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            cls.name = name  # type: ignore[attr-defined]
+            self._classes[name] = cls
+            return cls
+
+        return deco
+
+    def create(self, name: str, **cfg: Any) -> Described:
+        """Build the backend registered as ``name`` from keyword config (the model loads on first use)."""
+        self._import_backends()
+        try:
+            cls = self._classes[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; available: {sorted(self._classes)}") from None
+        return cls(**cfg)
+
+    def available(self) -> list[str]:
+        """Names of the registered backends."""
+        self._import_backends()
+        return sorted(self._classes)
+
+    def _import_backends(self) -> None:
+        if self._imported:
+            return
+        package = importlib.import_module(self.package)
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name != "base" and not module.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{module.name}")
+        self._imported = True
+
+
+# --- input checks and the one-second segmenter -----------------------------------------------------
+
+
+def positive_int(value: int, what: str) -> int:
+    """``value`` as an int after checking it is an integer >= 1 (``what`` names it in the error)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
+    """``prompts`` as a tuple after checking it is a non-empty list of non-empty strings."""
+    if isinstance(prompts, str):
+        raise TypeError(f"prompts must be a list of strings, got the single string {prompts!r}; wrap it in a list")
+    prompts = tuple(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty; give at least one prompt")
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompts[{index}] must be a non-empty string, got {prompt!r}")
+    return prompts
+
+
+def check_segments(segments: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each segment as float32 ``[N]`` after checking it is a non-empty, finite, mono float array."""
+    if isinstance(segments, np.ndarray):
+        raise TypeError(
+            "segments must be a list of 1-D arrays (one per segment), got a single array; "
+            "wrap it in a list or cut it with split_seconds()"
+        )
+    checked = []
+    for index, segment in enumerate(segments):
+        if not isinstance(segment, np.ndarray):
+            raise TypeError(f"segments[{index}] is {type(segment).__name__}, expected a numpy array")
+        if segment.ndim != 1:
+            raise ValueError(f"segments[{index}] has shape {segment.shape}; expected mono samples [N]")
+        if not np.issubdtype(segment.dtype, np.floating):
+            raise TypeError(f"segments[{index}] has dtype {segment.dtype}; expected float samples in [-1, 1]")
+        if segment.size == 0:
+            raise ValueError(f"segments[{index}] is empty")
+        if not np.isfinite(segment).all():
+            raise ValueError(f"segments[{index}] contains NaN or infinite samples")
+        checked.append(segment.astype(np.float32, copy=False))
+    return checked
+
+
+def split_seconds(wave: np.ndarray, sr: int, num_frames: int) -> list[np.ndarray]:
+    """Cut a mono waveform into ``num_frames`` one-second segments, one per labelled frame.
+
+    Segment ``t`` holds samples ``[t * sr, (t + 1) * sr)``; a segment that runs past the end of the
+    waveform is zero-padded (so a 4.5 s clip gives a last segment of 0.5 s of audio and 0.5 s of
+    silence, and seconds past the end are silent), and audio after ``num_frames`` seconds is dropped.
+
+    Args:
+        wave: ``[N]`` mono samples.
+        sr: sample rate in Hz (also the segment length in samples).
+        num_frames: number of segments (the clip's frame count T).
+
+    Returns:
+        ``num_frames`` float32 arrays of shape ``[sr]``.
+    """
+    sr = positive_int(sr, "sample_rate (Hz)")
+    num_frames = positive_int(num_frames, "num_frames")
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ValueError(f"wave has shape {wave.shape}; expected mono samples [N]")
+    if not (np.issubdtype(wave.dtype, np.floating) or np.issubdtype(wave.dtype, np.integer)):
+        raise TypeError(f"wave has dtype {wave.dtype}; expected real-valued samples")
+    padded = np.zeros(num_frames * sr, dtype=np.float32)
+    kept = min(wave.shape[0], padded.shape[0])
+    padded[:kept] = wave[:kept]
+    return list(padded.reshape(num_frames, sr))
+
+
+def batched_pairs(
+    items: Sequence[Any],
+    prompts: Sequence[Any],
+    batch_size: int,
+    run: Callable[[list[Any], list[Any]], list[str]],
+) -> list[list[str]]:
+    """Run ``run(items_batch, prompts_batch) -> texts`` over every (item, prompt) pair, ``batch_size`` pairs
+    at a time (item-major), and return ``texts[item][prompt]``."""
+    pairs = [(item, prompt) for item in items for prompt in prompts]
+    texts: list[str] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        texts.extend(run([item for item, _ in chunk], [prompt for _, prompt in chunk]))
+    width = len(prompts)
+    return [texts[row * width : (row + 1) * width] for row in range(len(items))]
+
+
+# --- the interface -------------------------------------------------------------------------------
+
+
+class AudioDescriber(ABC):
+    """Describes audio segments in text: ``describe(segments, sample_rate, prompts) -> texts[segment][prompt]``.
+
+    Subclasses provide :attr:`sample_rate` (the rate the model expects) and :meth:`_describe_waves`;
+    this class checks the inputs, resamples to the model's rate (``openavs_st.data.audio.resample``,
+    resampy's ``kaiser_best`` filter) and batches.
+
+    Args:
+        prompts: default prompts for :meth:`describe` (None: the backend's :attr:`default_prompts`).
+            Backends that take no prompt (``takes_prompts = False``) refuse them.
+        batch_size: segments (or segment-prompt pairs) per model call.
+    """
+
+    name: ClassVar[str]
+    default_prompts: ClassVar[tuple[str, ...]] = ()
+    takes_prompts: ClassVar[bool] = True
+
+    def __init__(self, *, prompts: Sequence[str] | None = None, batch_size: int = 8) -> None:
+        self.prompts: tuple[str | None, ...] = self._resolve_prompts(prompts, self.default_prompts)
+        self.batch_size = positive_int(batch_size, "batch_size")
+
+    def _resolve_prompts(self, prompts: Sequence[str] | None, fallback: Sequence[str | None]) -> tuple[str | None, ...]:
+        if not self.takes_prompts:
+            if prompts is not None:
+                name = getattr(self, "name", type(self).__name__)
+                raise ValueError(f"the {name!r} audio describer takes no prompts, got {list(prompts)!r}")
+            return (None,)
+        return check_prompts(prompts) if prompts is not None else tuple(fallback)
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> int:
+        """The sample rate (Hz) the model expects; segments are resampled to it."""
+
+    @abstractmethod
+    def _describe_waves(self, waves: list[np.ndarray], prompts: Sequence[str | None]) -> list[list[str]]:
+        """Texts ``[segment][prompt]`` for float32 ``[N]`` segments already at :attr:`sample_rate`."""
+
+    def prepare(self, segments: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+        """Check ``segments`` and resample them to :attr:`sample_rate`: float32 ``[N']`` each."""
+        sample_rate = positive_int(sample_rate, "sample_rate (Hz)")
+        waves = check_segments(segments)
+        if not waves:
+            return []
+        from openavs_st.data.audio import resample  # imported here: openavs_st.data imports torch
+
+        target = self.sample_rate
+        return [resample(wave, sample_rate, target) for wave in waves]
+
+    def describe(
+        self, segments: Sequence[np.ndarray], sample_rate: int, prompts: Sequence[str] | None = None
+    ) -> list[list[str]]:
+        """Describe each segment once per prompt.
+
+        Args:
+            segments: mono float arrays ``[N_i]`` (e.g. from :func:`split_seconds`).
+            sample_rate: their sample rate in Hz (any; resampled to the model's).
+            prompts: prompts for this call (None: the describer's prompts).
+
+        Returns:
+            ``texts[i][j]``: the text for segment ``i`` and prompt ``j`` (taggers without prompts give
+            one text per segment).
+        """
+        resolved = self._resolve_prompts(prompts, self.prompts)
+        waves = self.prepare(segments, sample_rate)
+        if not waves:
+            return []
+        return self._describe_waves(waves, resolved)
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-serialisable settings that determine the texts (for the pseudo-label manifest)."""
+        return {"backend": self.name, "prompts": list(self.prompts), "batch_size": self.batch_size}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in self.provenance().items() if key != "backend")
+        return f"{type(self).__name__}({fields})"
+
+
+_REGISTRY: Registry[AudioDescriber] = Registry("ALM backend", "pseudolabel.alm")
+register = _REGISTRY.register
+
+
+def create_alm(name: str, **cfg: Any) -> AudioDescriber:
+    """Build the audio describer registered as ``name`` (``qwen2_5_omni``, ``audio_flamingo3``, ``clap``,
+    ``ast`` ...) from keyword config; its model loads on first use."""
+    return _REGISTRY.create(name, **cfg)
+
+
+def available() -> list[str]:
+    """Names of the registered audio describers."""
+    return _REGISTRY.available()
+
+
+# --- lazily loaded transformers models --------------------------------------------------------------
+
+
+class LoadedModel:
+    """A processor and a model in eval mode on their device (weak-referenceable, for sharing)."""
+
+    def __init__(self, processor: Any, model: Any) -> None:
+        self.processor = processor
+        self.model = model
+
+
+_SHARED: weakref.WeakValueDictionary[tuple[str, ...], LoadedModel] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def deep_merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``defaults`` updated with ``overrides``, merging nested mappings key by key."""
+    merged = copy.deepcopy(dict(defaults))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class LazyModel:
+    """A transformers (processor, model) pair loaded on first use.
+
+    Args:
+        family: what is loaded (e.g. ``qwen2_5_omni_thinker``); describers of one family with the same
+            source, device and dtype share the loaded model.
+        model: Hub id or local directory for ``from_pretrained`` (ignored when ``config`` is given).
+        config: build a randomly initialised model from this tiny-config override dict instead (``{}``
+            for the backend's tiny defaults), with a tokenizer and processor made in code: no download.
+        device: torch device (``cpu``, ``cuda``, ``cuda:1`` ...).
+        dtype: ``auto`` (the checkpoint's; float32 for random builds), ``float32``, ``float16``, ``bfloat16``.
+        seed: seed of the random initialisation (``config`` builds only).
+        load_pretrained: ``(source, torch dtype or "auto") -> (processor, model)``.
+        build_random: ``(config overrides) -> (processor, model)`` with float32 random weights.
+    """
+
+    def __init__(
+        self,
+        family: str,
+        model: str | Path | None,
+        *,
+        config: Mapping[str, Any] | None,
+        device: str,
+        dtype: str,
+        seed: int,
+        load_pretrained: LoadFn,
+        build_random: BuildFn,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if config is None and (model is None or not str(model).strip()):
+            raise ValueError(f"{family}: give a model id or local directory, or config= for a random tiny model")
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(f"{family}: config must be a mapping of config overrides, got {type(config).__name__}")
+        self.family = family
+        self.model_id = None if config is not None else str(model)
+        self.config = None if config is None else dict(config)
+        self.device = str(device)
+        self.dtype = dtype
+        self.seed = int(seed)
+        self._load_pretrained = load_pretrained
+        self._build_random = build_random
+        self._loaded: LoadedModel | None = None
+
+    @property
+    def source(self) -> str:
+        """The model id / directory, or ``random-init`` for a ``config=`` build."""
+        return self.model_id if self.model_id is not None else "random-init"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded."""
+        return self._loaded is not None
+
+    def _key(self) -> tuple[str, ...]:
+        source = (
+            self.model_id
+            if self.model_id is not None
+            else ("config:" + json.dumps(self.config, sort_keys=True, default=str) + f":seed={self.seed}")
+        )
+        return (self.family, source, self.device, self.dtype)
+
+    def get(self) -> LoadedModel:
+        """The loaded (processor, model), loading or building it on the first call."""
+        if self._loaded is None:
+            with _SHARED_LOCK:
+                key = self._key()
+                loaded = _SHARED.get(key)
+                if loaded is None:
+                    loaded = self._load()
+                    _SHARED[key] = loaded
+                self._loaded = loaded
+        return self._loaded
+
+    def _load(self) -> LoadedModel:
+        import torch
+
+        torch_dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
+        if self.config is None:
+            processor, model = self._load_pretrained(self.model_id, torch_dtype)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                processor, model = self._build_random(self.config)
+            if torch_dtype != "auto":
+                model = model.to(torch_dtype)
+        return LoadedModel(processor, model.to(self.device).eval())
+
+    @property
+    def processor(self) -> Any:
+        """The processor (loads the model on first use)."""
+        return self.get().processor
+
+    @property
+    def model(self) -> Any:
+        """The model (loaded on first use)."""
+        return self.get().model
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the weights come from and how they run."""
+        record: dict[str, Any] = {"model": self.source, "device": self.device, "dtype": self.dtype}
+        if self.config is not None:
+            record.update(config=self.config, seed=self.seed)
+        return record
+
+    def to_device(self, batch: Any) -> Any:
+        """A processor output moved to the model's device, floating tensors cast to its dtype."""
+        model = self.model
+        return batch.to(device=model.device, dtype=model.dtype)
+
+
+# --- chat models prompted with one media item ------------------------------------------------------
+
+
+class ChatModel:
+    """A multimodal chat model (processor with a chat template) prompted with one audio clip or image per
+    conversation and decoded greedily; shared by the generative ALM and VLM backends.
+
+    Each conversation is ``[system]`` (if a system prompt is set) and one user turn holding the media
+    placeholder and the prompt, in the order the model's own examples use (``media_first``). The
+    processor's chat template renders it; ``processor(text=..., <media>=...)`` expands the placeholders.
+
+    Args:
+        lazy: the model.
+        media_type: content type of the media part (``audio`` or ``image``).
+        media_first: media part before the prompt text (Qwen) or after it (Audio Flamingo 3).
+        system_prompt: system message, or None for none (the chat template may add its own default).
+        max_new_tokens: generation budget per text.
+    """
+
+    def __init__(
+        self,
+        lazy: LazyModel,
+        *,
+        media_type: str,
+        media_first: bool,
+        system_prompt: str | None,
+        max_new_tokens: int,
+    ) -> None:
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise TypeError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
+        self.lazy = lazy
+        self.media_type = media_type
+        self.media_first = media_first
+        self.system_prompt = system_prompt
+        self.max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
+
+    def conversation(self, prompt: str) -> list[dict[str, Any]]:
+        """The chat messages for one media item and ``prompt``."""
+        parts = [{"type": self.media_type}, {"type": "text", "text": prompt}]
+        user = {"role": "user", "content": parts if self.media_first else parts[::-1]}
+        if self.system_prompt is None:
+            return [user]
+        return [{"role": "system", "content": [{"type": "text", "text": self.system_prompt}]}, user]
+
+    def inputs(self, prompts: Sequence[str], **media: Any) -> Any:
+        """Model inputs (a ``BatchFeature`` on the model's device) for one conversation per prompt, with the
+        media items passed to the processor (``audio=..., sampling_rate=...`` or ``images=...``), left-padded."""
+        processor = self.lazy.processor
+        texts = [
+            processor.apply_chat_template(self.conversation(prompt), add_generation_prompt=True, tokenize=False)
+            for prompt in prompts
+        ]
+        batch = processor(
+            text=texts, return_tensors="pt", text_kwargs={"padding": True, "padding_side": "left"}, **media
+        )
+        return self.lazy.to_device(batch)
+
+    def generate(self, inputs: Any) -> list[str]:
+        """Greedy generation (``do_sample=False``; logits processors of the checkpoint's generation config,
+        e.g. a repetition penalty, still apply); the new text of each row, special tokens removed, stripped."""
+        import torch
+
+        loaded = self.lazy.get()
+        tokenizer = loaded.processor.tokenizer
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        with torch.inference_mode():
+            output = loaded.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad_id
+            )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        texts = loaded.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return [text.strip() for text in texts]
+
+    def provenance(self) -> dict[str, Any]:
+        """Model and generation settings."""
+        return {
+            **self.lazy.provenance(),
+            "system_prompt": self.system_prompt,
+            "max_new_tokens": self.max_new_tokens,
+            "decoding": "greedy",
+        }
+
+
+# --- generative describers -------------------------------------------------------------------------
+
+
+class ChatBackend:
+    """Mixin of the generative audio and image describers: a :class:`ChatModel` (``self.chat``) over the
+    subclass's :attr:`family` and loaders."""
+
+    family: ClassVar[str]
+    media_type: ClassVar[str]
+    media_first: ClassVar[bool]
+
+    @staticmethod
+    @abstractmethod
+    def load_pretrained(source: str, dtype: Any) -> tuple[Any, Any]:
+        """``from_pretrained`` the processor and model."""
+
+    @staticmethod
+    @abstractmethod
+    def build_random(config: dict[str, Any]) -> tuple[Any, Any]:
+        """A tiny random processor and model, built offline."""
+
+    def _init_chat(
+        self,
+        model: str | Path | None,
+        *,
+        config: Mapping[str, Any] | None,
+        device: str,
+        dtype: str,
+        seed: int,
+        max_new_tokens: int,
+        system_prompt: str | None,
+    ) -> None:
+        lazy = LazyModel(
+            self.family,
+            model,
+            config=config,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            load_pretrained=self.load_pretrained,
+            build_random=self.build_random,
+        )
+        self.chat = ChatModel(
+            lazy,
+            media_type=self.media_type,
+            media_first=self.media_first,
+            system_prompt=system_prompt,
+            max_new_tokens=max_new_tokens,
+        )
+
+
+class GenerativeAudioDescriber(ChatBackend, AudioDescriber):
+    """An audio-language model (transformers) prompted once per (segment, prompt), decoded greedily.
+
+    Subclasses set :attr:`family` and :attr:`media_first` and provide the two loaders; their constructors
+    give the default model id (and system prompt).
+
+    Args:
+        model: Hub id or local directory.
+        config: tiny random build instead of ``model`` (see :class:`LazyModel`).
+        device, dtype, seed: see :class:`LazyModel`.
+        max_new_tokens: generation budget per description.
+        system_prompt: system message (None: none; the chat template may add its own default).
+        prompts, batch_size: see :class:`AudioDescriber`; a batch is ``batch_size`` (segment, prompt) pairs.
+    """
+
+    media_type = "audio"
+
+    def __init__(
+        self,
+        model: str | Path | None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        seed: int = 0,
+        max_new_tokens: int = 256,
+        system_prompt: str | None = None,
+        prompts: Sequence[str] | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        super().__init__(prompts=prompts, batch_size=batch_size)
+        self._init_chat(
+            model,
+            config=config,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            system_prompt=system_prompt,
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.chat.lazy.processor.feature_extractor.sampling_rate)
+
+    def model_inputs(self, segments: Sequence[np.ndarray], sample_rate: int, prompts: Sequence[str]) -> Any:
+        """The processor output (on the model's device) for ``segments[i]`` paired with ``prompts[i]``."""
+        prompts = check_prompts(prompts)
+        waves = self.prepare(segments, sample_rate)
+        if len(waves) != len(prompts):
+            raise ValueError(f"got {len(waves)} segments but {len(prompts)} prompts; pair them one to one")
+        return self._inputs(waves, list(prompts))
+
+    def _inputs(self, waves: list[np.ndarray], prompts: list[str]) -> Any:
+        return self.chat.inputs(prompts, audio=waves, sampling_rate=self.sample_rate)
+
+    def _describe_waves(self, waves: list[np.ndarray], prompts: Sequence[str | None]) -> list[list[str]]:
+        def run(chunk: list[np.ndarray], chunk_prompts: list[str]) -> list[str]:
+            return self.chat.generate(self._inputs(chunk, chunk_prompts))
+
+        return batched_pairs(waves, prompts, self.batch_size, run)
+
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), **self.chat.provenance()}
+
+
+# --- audio taggers -------------------------------------------------------------------------------
+
+
+def load_vocabulary(vocabulary: str | Path | Sequence[str]) -> list[str]:
+    """Class names from a shipped vocabulary (``audioset``, ``vggsound``, ``avsbench``), a text file (one name
+    per line; blank lines and lines starting with ``#`` are skipped), or a list of names.
+
+    Raises:
+        ValueError: naming the file (and line) for an empty vocabulary or a duplicated name.
+        FileNotFoundError: for a name that is neither shipped nor an existing file.
+    """
+    if isinstance(vocabulary, (str, Path)):
+        path = VOCABULARY_DIR / f"{vocabulary}.txt" if str(vocabulary) in SHIPPED_VOCABULARIES else Path(vocabulary)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"vocabulary {str(vocabulary)!r} is neither a shipped vocabulary {list(SHIPPED_VOCABULARIES)} "
+                "nor an existing text file"
+            )
+        source = str(path)
+        entries = [
+            (number, line.strip())
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    else:
+        source = "the vocabulary list"
+        entries = [(index, str(name).strip()) for index, name in enumerate(vocabulary)]
+        if any(not name for _, name in entries):
+            raise ValueError(f"{source} contains an empty name")
+    if not entries:
+        raise ValueError(f"{source} holds no class names")
+    first_seen: dict[str, int] = {}
+    for position, name in entries:
+        if name in first_seen:
+            raise ValueError(f"{source}: {name!r} at line/index {position} repeats line/index {first_seen[name]}")
+        first_seen[name] = position
+    return [name for _, name in entries]
+
+
+class AudioTagger(AudioDescriber):
+    """A describer whose text is its best labels: the ``top_k`` labels scoring at least ``threshold``, best
+    first, joined by ``separator`` (``""`` when none qualifies).
+
+    Args:
+        top_k: at most this many labels per text.
+        threshold: minimum score of a label (scores are probabilities; 0 keeps the plain top-k).
+        exclude: label names never returned. None: ``["Silence"]`` if the label set has it (AL-Ref-SAM2
+            zeroes AudioSet's Silence class before its top-5, ``avs/*/beats.py``), else nothing. Names
+            given explicitly must exist.
+        separator: joins the labels of a text (AudioSet names contain commas: ``"; "`` keeps them apart).
+        prompts, batch_size: see :class:`AudioDescriber`.
+    """
+
+    def __init__(
+        self,
+        *,
+        top_k: int,
+        threshold: float,
+        exclude: Sequence[str] | None = None,
+        separator: str = ", ",
+        prompts: Sequence[str] | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        super().__init__(prompts=prompts, batch_size=batch_size)
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+        if isinstance(exclude, str):
+            raise TypeError(f"exclude must be a list of label names, got the single string {exclude!r}")
+        self.top_k = positive_int(top_k, "top_k")
+        self.threshold = float(threshold)
+        self.exclude = None if exclude is None else tuple(exclude)
+        self.separator = str(separator)
+        self._excluded: np.ndarray | None = None
+
+    @property
+    @abstractmethod
+    def labels(self) -> list[str]:
+        """The label of each score column."""
+
+    @abstractmethod
+    def _scores(self, waves: list[np.ndarray], prompt: str | None) -> np.ndarray:
+        """Scores ``[len(waves), len(labels)]`` in [0, 1] for waves at :attr:`sample_rate`."""
+
+    def excluded_mask(self) -> np.ndarray:
+        """Boolean ``[len(labels)]``: labels never returned."""
+        if self._excluded is None:
+            labels = self.labels
+            if self.exclude is None:
+                names = [name for name in ("Silence",) if name in labels]
+            else:
+                unknown = [name for name in self.exclude if name not in labels]
+                if unknown:
+                    raise ValueError(f"{self.name}: exclude names {unknown} are not labels of this model/vocabulary")
+                names = list(self.exclude)
+            self._excluded = np.array([label in names for label in labels], dtype=bool)
+        return self._excluded
+
+    def scores(self, segments: Sequence[np.ndarray], sample_rate: int, prompt: str | None = None) -> np.ndarray:
+        """Label scores ``[len(segments), len(labels)]`` (float32, in [0, 1]) after resampling."""
+        (resolved,) = self._resolve_prompts(None if prompt is None else [prompt], self.prompts[:1])
+        return self._batched_scores(self.prepare(segments, sample_rate), resolved)
+
+    def _batched_scores(self, waves: list[np.ndarray], prompt: str | None) -> np.ndarray:
+        if not waves:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        step = self.batch_size
+        rows = [self._scores(waves[start : start + step], prompt) for start in range(0, len(waves), step)]
+        return np.concatenate(rows, axis=0).astype(np.float32)
+
+    def top_labels(self, row: np.ndarray) -> list[str]:
+        """The labels of one score row that make the text: at most ``top_k`` of those scoring at least
+        ``threshold`` and not excluded, best first (ties: lower index first)."""
+        row = np.asarray(row, dtype=np.float64)
+        excluded = self.excluded_mask()
+        order = np.argsort(-row, kind="stable")
+        keep = [index for index in order if not excluded[index] and row[index] >= self.threshold]
+        labels = self.labels
+        return [labels[index] for index in keep[: self.top_k]]
+
+    def _describe_waves(self, waves: list[np.ndarray], prompts: Sequence[str | None]) -> list[list[str]]:
+        per_prompt = [self._batched_scores(waves, prompt) for prompt in prompts]
+        return [
+            [self.separator.join(self.top_labels(scores[row])) for scores in per_prompt] for row in range(len(waves))
+        ]
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            **super().provenance(),
+            "top_k": self.top_k,
+            "threshold": self.threshold,
+            "exclude": None if self.exclude is None else list(self.exclude),
+            "separator": self.separator,
+        }
+
+
+# --- offline building blocks for tiny random models -----------------------------------------------
+
+
+def byte_level_vocab(special_tokens: Sequence[str], *, specials_first: bool) -> dict[str, int]:
+    """A byte-level BPE vocabulary with no merges: the 256 byte symbols plus ``special_tokens``."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    symbols = sorted(ByteLevel.alphabet())
+    ordered = [*special_tokens, *symbols] if specials_first else [*symbols, *special_tokens]
+    return {token: index for index, token in enumerate(ordered)}
+
+
+def tiny_qwen2_tokenizer(special_tokens: Sequence[str], named_tokens: Mapping[str, str] | None = None) -> Any:
+    """An offline Qwen2 (byte-level, merge-free) tokenizer with ChatML and the given special tokens.
+
+    ``named_tokens`` maps attribute names (``audio_token``, ``image_token`` ...) to special tokens, which
+    multimodal processors read from the tokenizer.
+    """
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *special_tokens]
+    tokenizer = Qwen2Tokenizer(
+        vocab=byte_level_vocab(specials, specials_first=False),
+        merges=[],
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=dict(named_tokens or {}),
+    )
+    # Every special token must stay one token (the ids already exist in the vocabulary).
+    tokenizer.add_tokens([AddedToken(token, special=True) for token in specials], special_tokens=True)
+    return tokenizer
+
+
+def chatml_template(placeholders: Mapping[str, str]) -> str:
+    """A minimal ChatML chat template (Jinja) for tiny test processors: content parts are rendered in order,
+    text as is and a media part (``{"type": "audio"}`` ...) as its placeholder string."""
+    media = "".join(f"{{% elif part['type'] == '{kind}' %}}{placeholder}" for kind, placeholder in placeholders.items())
+    return (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for part in message['content'] %}"
+        "{% if part['type'] == 'text' %}{{ part['text'] }}" + media + "{% endif %}"
+        "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )

@@ -1,0 +1,45 @@
+"""Text -> boxes -> masks: grounders (phrases -> boxes) and segmenters (boxes -> masks).
+
+    from pseudolabel import vfm
+    grounder = vfm.create_grounder("grounding_dino", model="IDEA-Research/grounding-dino-tiny", device="cuda")
+    segmenter = vfm.create_segmenter("sam2", model="facebook/sam2.1-hiera-large", device="cuda")
+    detections = grounder.detect(frames, [["dog"], ["dog", "man"]])       # boxes xyxy in pixels
+    masks = segmenter.segment(frames, [d.boxes for d in detections])    # one [H, W] bool per frame
+
+Grounders: ``grounding_dino`` (transformers). Segmenters: ``sam2`` and ``sam`` (transformers),
+``sam2_official`` (Meta's ``sam2`` package, extra ``.[sam2]``). Models load on first use from a Hub
+id or a local directory; ``from_config`` builds a random-weight model for tests. Importing this
+package imports neither torch nor transformers nor sam2.
+"""
+
+from pseudolabel.vfm.base import (
+    DTYPES,
+    BoxMasks,
+    Detections,
+    Grounder,
+    Registry,
+    Segmenter,
+    available_grounders,
+    available_segmenters,
+    clean_phrases,
+    create_grounder,
+    create_segmenter,
+    grounder,
+    segmenter,
+)
+
+__all__ = [
+    "DTYPES",
+    "BoxMasks",
+    "Detections",
+    "Grounder",
+    "Registry",
+    "Segmenter",
+    "available_grounders",
+    "available_segmenters",
+    "clean_phrases",
+    "create_grounder",
+    "create_segmenter",
+    "grounder",
+    "segmenter",
+]

@@ -1,0 +1,456 @@
+"""Interfaces of the text -> boxes -> masks stage, their result types and the two registries.
+
+- A :class:`Grounder` finds boxes for text phrases: ``detect(images, phrases)`` takes a list of
+  ``[H, W, 3]`` uint8 RGB images and, per image, a list of object phrases, and returns one
+  :class:`Detections` per image (boxes ``[N, 4]`` xyxy in that image's pixels, scores ``[N]``,
+  labels: the phrase each box belongs to).
+- A :class:`Segmenter` turns boxes into masks: ``segment(images, boxes)`` takes per image a
+  ``[N, 4]`` xyxy pixel box array and returns one ``[H, W]`` bool mask per image, the OR of the
+  per-box masks (``segment_boxes`` keeps the per-box masks and scores). An image without boxes gets
+  an empty mask without a model call.
+
+Registries, by name: ``grounder.create("grounding_dino", **cfg)`` (or :func:`create_grounder`) and
+``segmenter.create("sam2" | "sam" | "sam2_official", **cfg)`` (or :func:`create_segmenter`).
+
+Backends load their model on first use (never at import or construction time) and import torch,
+transformers or sam2 only then, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+_BUILTIN_MODULES = (
+    "pseudolabel.vfm.grounding_dino",
+    "pseudolabel.vfm.sam_hf",
+    "pseudolabel.vfm.sam2_hf",
+    "pseudolabel.vfm.sam2_official",
+)
+
+
+# --- result types --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Detections:
+    """A grounder's boxes for one image.
+
+    Attributes:
+        boxes: ``[N, 4]`` float32 xyxy boxes in pixels of the image (inside ``[0, W] x [0, H]``).
+        scores: ``[N]`` float32 box confidences.
+        labels: ``N`` phrases, each one of the phrases the image was queried with.
+        texts: ``N`` strings, the detector's own text for each box (GroundingDINO: the query tokens
+            whose probability passed the text threshold; may be empty or span several phrases).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: list[str]
+    texts: list[str]
+
+    def __post_init__(self) -> None:
+        count = len(self.labels)
+        if self.boxes.shape != (count, 4) or self.scores.shape != (count,) or len(self.texts) != count:
+            raise ValueError(
+                f"Detections: boxes {self.boxes.shape}, scores {self.scores.shape}, {count} labels and "
+                f"{len(self.texts)} texts do not describe the same N boxes"
+            )
+
+    @classmethod
+    def empty(cls) -> Detections:
+        """No boxes."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), [], [])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (for the pseudo-label manifest)."""
+        return {
+            "boxes": self.boxes.tolist(),
+            "scores": self.scores.tolist(),
+            "labels": list(self.labels),
+            "texts": list(self.texts),
+        }
+
+
+@dataclass(frozen=True)
+class BoxMasks:
+    """A segmenter's masks for one image.
+
+    Attributes:
+        masks: ``[N, H, W]`` bool, one mask per input box, in the image's pixels.
+        scores: ``[N]`` float32, the model's predicted IoU of each mask.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.masks.ndim != 3 or self.masks.dtype != np.bool_ or self.scores.shape != self.masks.shape[:1]:
+            raise ValueError(
+                f"BoxMasks: masks must be [N, H, W] bool and scores [N], got masks {self.masks.shape} "
+                f"{self.masks.dtype} and scores {self.scores.shape}"
+            )
+
+    def union(self) -> np.ndarray:
+        """``[H, W]`` bool: the OR of the per-box masks (all False without boxes)."""
+        return self.masks.any(axis=0)
+
+
+# --- input checks --------------------------------------------------------------------------------
+
+
+def check_images(images: Sequence[np.ndarray]) -> None:
+    """Raise a clear error unless ``images`` is a list of ``[H, W, 3]`` uint8 arrays."""
+    if isinstance(images, np.ndarray):
+        raise TypeError("images must be a list of [H, W, 3] uint8 arrays, not one array (use list(frames))")
+    for index, image in enumerate(images):
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            shape = getattr(image, "shape", None)
+            dtype = getattr(image, "dtype", type(image).__name__)
+            raise ValueError(f"images[{index}] must be an [H, W, 3] uint8 RGB array, got shape {shape}, {dtype}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"images[{index}] is empty: shape {image.shape}")
+
+
+def check_boxes(boxes: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
+    """``boxes`` as ``count`` float32 ``[N, 4]`` xyxy arrays; a clear error for anything else."""
+    if len(boxes) != count:
+        raise ValueError(f"got {count} images but {len(boxes)} box arrays")
+    checked = []
+    for index, image_boxes in enumerate(boxes):
+        array = np.asarray(image_boxes, dtype=np.float32)
+        if array.size == 0:
+            array = array.reshape(0, 4)
+        if array.ndim != 2 or array.shape[1] != 4:
+            raise ValueError(f"boxes[{index}] must be [N, 4] (xyxy pixels), got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"boxes[{index}] contains NaN or infinite coordinates")
+        if (array[:, 2] < array[:, 0]).any() or (array[:, 3] < array[:, 1]).any():
+            raise ValueError(f"boxes[{index}] must be xyxy with x1 >= x0 and y1 >= y0, got {array.tolist()}")
+        checked.append(array)
+    return checked
+
+
+def clean_phrases(phrases: Sequence[str]) -> list[str]:
+    """Query phrases as detectors want them: lower-case, single spaces, no surrounding periods or
+    blanks, empty ones dropped, duplicates dropped (first occurrence kept)."""
+    if isinstance(phrases, str):
+        raise TypeError(f"phrases of one image must be a list of strings, got the string {phrases!r}")
+    cleaned: list[str] = []
+    for phrase in phrases:
+        if not isinstance(phrase, str):
+            raise TypeError(f"phrases must be strings, got {phrase!r}")
+        text = re.sub(r"\s+", " ", phrase.lower()).strip(" .")
+        if text and text not in cleaned:
+            cleaned.append(text)
+    return cleaned
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it is one of :data:`DTYPES`, else a ValueError."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return dtype
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is a positive int, else a ValueError."""
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def chunks(indices: Sequence[int], size: int) -> list[list[int]]:
+    """``indices`` split into consecutive runs of at most ``size``."""
+    return [list(indices[start : start + size]) for start in range(0, len(indices), size)]
+
+
+def same_size_batches(images: Sequence[np.ndarray], size: int) -> list[list[int]]:
+    """Indices of ``images`` in batches of at most ``size`` images that all have the same height and
+    width (for models whose output changes when a batch pads its images to a common size)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape[:2], []).append(index)
+    return [batch for group in groups.values() for batch in chunks(group, size)]
+
+
+# --- lazy loading --------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A value built by ``build()`` on the first :meth:`get`, once, thread-safely."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the value has been built."""
+        return self._value is not None
+
+    def get(self) -> T:
+        """The value, built now if needed."""
+        with self._lock:
+            if self._value is None:
+                self._value = self._build()
+            return self._value
+
+
+class TransformersModel:
+    """A transformers model and its processor, loaded on first :meth:`get` and kept on ``device``.
+
+    The model comes either from ``model`` (a Hub id or a local directory with the weights and the
+    processor files: ``<model_class>.from_pretrained``) or, for tests and offline experiments,
+    from ``config`` (random weights) together with a ready ``processor``.
+
+    Args:
+        model_class: name of the transformers model class (``Sam2Model`` ...).
+        processor_class: name of the transformers processor class (``Sam2Processor`` ...).
+        model: Hub id or local directory; None when ``config`` is given.
+        config: a transformers config to build a randomly initialised model from.
+        processor: the processor to use with ``config``.
+        device: torch device (``cpu``, ``cuda``, ``cuda:1`` ...).
+        dtype: one of :data:`DTYPES`; floating inputs are cast to it too.
+    """
+
+    def __init__(
+        self,
+        model_class: str,
+        processor_class: str,
+        *,
+        model: str | None,
+        config: Any = None,
+        processor: Any = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
+        if (model is None) == (config is None):
+            raise ValueError(f"give either model (a Hub id or local directory) or config, not {model=}, {config=}")
+        if config is not None and processor is None:
+            raise ValueError(f"a {model_class} built from a config needs its processor (processor=...)")
+        if model is not None and processor is not None:
+            raise ValueError(f"processor= is only for config=; {model!r} loads its own processor")
+        self.model_class = model_class
+        self.processor_class = processor_class
+        self.model = model
+        self.config = config
+        self.device = device
+        self.dtype = check_dtype(dtype)
+        self._processor = processor
+        self._loaded: Lazy[tuple[Any, Any]] = Lazy(self._load)
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from, for provenance records."""
+        return self.model if self.model is not None else f"random {type(self.config).__name__}"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded."""
+        return self._loaded.loaded
+
+    def get(self) -> tuple[Any, Any]:
+        """``(model, processor)``, loading them now if needed."""
+        return self._loaded.get()
+
+    def _load(self) -> tuple[Any, Any]:
+        import torch
+        import transformers
+
+        model_cls = getattr(transformers, self.model_class)
+        torch_dtype = getattr(torch, self.dtype)
+        if self.model is not None:
+            network = model_cls.from_pretrained(self.model, dtype=torch_dtype)
+            processor = getattr(transformers, self.processor_class).from_pretrained(self.model)
+        else:
+            network = model_cls(self.config).to(torch_dtype)
+            processor = self._processor
+        return network.to(self.device).eval(), processor
+
+    def inputs(self, batch: Any) -> dict[str, Any]:
+        """A processor's output moved to the device, floating tensors cast to the model dtype."""
+        import torch
+
+        torch_dtype = getattr(torch, self.dtype)
+        moved: dict[str, Any] = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, torch_dtype) if value.is_floating_point() else value.to(self.device)
+            moved[key] = value
+        return moved
+
+
+# --- interfaces ----------------------------------------------------------------------------------
+
+
+R = TypeVar("R")
+
+
+def _run_where(needed: list[bool], defaults: list[R], run: Callable[[list[int]], list[R]]) -> list[R]:
+    """``defaults`` with the items at the ``needed`` indices replaced by ``run(those indices)``;
+    ``run`` is not called when nothing is needed."""
+    selected = [index for index, flag in enumerate(needed) if flag]
+    results = list(defaults)
+    if selected:
+        for index, result in zip(selected, run(selected), strict=True):
+            results[index] = result
+    return results
+
+
+class Grounder(ABC):
+    """Text phrases -> boxes. Subclasses implement :meth:`_detect` for images with phrases."""
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def loaded(self) -> bool:
+        """Whether the model has been loaded (it loads on the first call that needs it)."""
+
+    def detect(self, images: Sequence[np.ndarray], phrases: Sequence[Sequence[str]]) -> list[Detections]:
+        """Boxes of the phrases in each image.
+
+        Args:
+            images: ``[H, W, 3]`` uint8 RGB images (sizes may differ).
+            phrases: per image, the object phrases to look for (cleaned with :func:`clean_phrases`).
+
+        Returns:
+            One :class:`Detections` per image; an image without phrases gets no boxes and costs
+            no model call.
+        """
+        check_images(images)
+        if len(phrases) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(phrases)} phrase lists")
+        cleaned = [clean_phrases(image_phrases) for image_phrases in phrases]
+        return _run_where(
+            [bool(image_phrases) for image_phrases in cleaned],
+            [Detections.empty() for _ in images],
+            lambda selected: self._detect([images[i] for i in selected], [cleaned[i] for i in selected]),
+        )
+
+    @abstractmethod
+    def _detect(self, images: list[np.ndarray], phrases: list[list[str]]) -> list[Detections]:
+        """Detect for checked images, each with at least one cleaned phrase."""
+
+
+class Segmenter(ABC):
+    """Boxes -> masks. Subclasses implement :meth:`_segment_boxes` for images with boxes."""
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def loaded(self) -> bool:
+        """Whether the model has been loaded (it loads on the first call that needs it)."""
+
+    def segment_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[BoxMasks]:
+        """Per-box masks and scores.
+
+        Args:
+            images: ``[H, W, 3]`` uint8 RGB images (sizes may differ).
+            boxes: per image an ``[N, 4]`` xyxy array in that image's pixels (N may be 0).
+
+        Returns:
+            One :class:`BoxMasks` per image (``[N, H, W]`` masks); an image without boxes gets
+            ``[0, H, W]`` and costs no model call.
+        """
+        check_images(images)
+        checked = check_boxes(boxes, len(images))
+        return _run_where(
+            [len(image_boxes) > 0 for image_boxes in checked],
+            [BoxMasks(np.zeros((0, *image.shape[:2]), dtype=bool), np.zeros(0, np.float32)) for image in images],
+            lambda selected: self._segment_boxes([images[i] for i in selected], [checked[i] for i in selected]),
+        )
+
+    def segment(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One ``[H, W]`` bool mask per image: the OR of its per-box masks (empty without boxes)."""
+        return [box_masks.union() for box_masks in self.segment_boxes(images, boxes)]
+
+    @abstractmethod
+    def _segment_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[BoxMasks]:
+        """Segment checked images, each with at least one checked box."""
+
+
+# --- registries ----------------------------------------------------------------------------------
+
+B = TypeVar("B")
+
+
+class Registry(Generic[B]):
+    """Backends of one role by name; the built-in backend modules are imported on first lookup."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, type[B]] = {}
+
+    def register(self, name: str) -> Callable[[type[B]], type[B]]:
+        """Class decorator: register a backend under ``name`` (its ``name`` attribute is set too)."""
+
+        def deco(cls: type[B]) -> type[B]:
+            if name in self._factories:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            cls.name = name
+            self._factories[name] = cls
+            return cls
+
+        return deco
+
+    def create(self, name: str, **cfg: Any) -> B:
+        """Build the backend registered as ``name`` from keyword config."""
+        _import_builtin()
+        try:
+            factory = self._factories[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; available: {sorted(self._factories)}") from None
+        return factory(**cfg)
+
+    def available(self) -> list[str]:
+        """Names of the registered backends."""
+        _import_builtin()
+        return sorted(self._factories)
+
+
+def _import_builtin() -> None:
+    # The backend modules import torch/transformers/sam2 only inside functions, so this stays cheap.
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+grounder: Registry[Grounder] = Registry("grounder")
+segmenter: Registry[Segmenter] = Registry("segmenter")
+
+
+def create_grounder(name: str, **cfg: Any) -> Grounder:
+    """Build the grounder registered as ``name`` (``grounding_dino``)."""
+    return grounder.create(name, **cfg)
+
+
+def create_segmenter(name: str, **cfg: Any) -> Segmenter:
+    """Build the segmenter registered as ``name`` (``sam2``, ``sam``, ``sam2_official``)."""
+    return segmenter.create(name, **cfg)
+
+
+def available_grounders() -> list[str]:
+    """Names of the registered grounders."""
+    return grounder.available()
+
+
+def available_segmenters() -> list[str]:
+    """Names of the registered segmenters."""
+    return segmenter.available()

@@ -1,0 +1,141 @@
+"""The ``sam`` segmenter (SAM v1 through transformers) and the box-prompt logic it shares with ``sam2``.
+
+``SamModel`` + ``SamProcessor`` from a Hub id or local directory (default ``facebook/sam-vit-huge``;
+``facebook/sam-vit-{base,large}`` also work), loaded on first use. SAM is the OpenAVS paper's
+default segmentation model, SAM 2 its alternative (implementation details of arXiv 2505.01448).
+Each box is its own prompt (``input_boxes`` nested as image -> box -> xyxy, in original pixels),
+decoded with ``multimask_output=False`` (one mask per box, as SAM's and SAM 2's predictors advise
+for boxes and as Grounded-SAM-2 and AL-Ref-SAM2 do); the low-resolution logits are resized to the
+image by the processor's ``post_process_masks`` and thresholded at 0. A batch of images whose box
+counts differ is padded by repeating an image's first box; the extra masks are dropped.
+
+torch, transformers and PIL are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pseudolabel.vfm.base import (
+    BoxMasks,
+    Segmenter,
+    TransformersModel,
+    check_batch_size,
+    chunks,
+    segmenter,
+)
+
+# SAM's and SAM 2's predictors binarise mask logits at 0 (segment_anything/predictor.py
+# mask_threshold, sam2/sam2_image_predictor.py mask_threshold=0.0).
+MASK_THRESHOLD = 0.0
+
+
+class TransformersSamSegmenter(Segmenter):
+    """Box prompts through a transformers SAM-family model (``SamModel`` or ``Sam2Model``).
+
+    Args:
+        model: Hub id or local directory (default: the class's ``default_model`` unless ``config``
+            is given).
+        batch_size: images per forward pass.
+        device: torch device.
+        dtype: ``float32``, ``float16`` or ``bfloat16``.
+        config: a model config to build a randomly initialised model from (tests, offline).
+        processor: the processor to use with ``config``.
+    """
+
+    model_class: ClassVar[str]
+    processor_class: ClassVar[str]
+    default_model: ClassVar[str]
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        batch_size: int = 4,
+        device: str = "cpu",
+        dtype: str = "float32",
+        config: Any = None,
+        processor: Any = None,
+    ) -> None:
+        if model is None and config is None:
+            model = self.default_model
+        self.batch_size = check_batch_size(batch_size)
+        self.model = TransformersModel(
+            self.model_class,
+            self.processor_class,
+            model=model,
+            config=config,
+            processor=processor,
+            device=device,
+            dtype=dtype,
+        )
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, **kwargs: Any) -> TransformersSamSegmenter:
+        """A segmenter loading ``model`` (Hub id or local directory; default: the class default)."""
+        return cls(model, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: Any, processor: Any, **kwargs: Any) -> TransformersSamSegmenter:
+        """A segmenter with random weights built from a model config (tests, offline)."""
+        return cls(None, config=config, processor=processor, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model.source!r}, device={self.model.device!r}, "
+            f"dtype={self.model.dtype!r}, batch_size={self.batch_size})"
+        )
+
+    @property
+    def loaded(self) -> bool:
+        return self.model.loaded
+
+    def _post_process(self, processor: Any, pred_masks: Any, encoded: Any) -> list[Any]:
+        """Per image ``[boxes, 1, H, W]`` bool masks at the original size from ``pred_masks``
+        ``[B, boxes, 1, h, w]`` logits (float32, on the CPU)."""
+        return processor.image_processor.post_process_masks(
+            pred_masks,
+            encoded["original_sizes"],
+            encoded["reshaped_input_sizes"],
+            mask_threshold=MASK_THRESHOLD,
+            binarize=True,
+        )
+
+    def _segment_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[BoxMasks]:
+        import torch
+        from PIL import Image
+
+        network, processor = self.model.get()
+        results: list[BoxMasks] = []
+        for batch in chunks(range(len(images)), self.batch_size):
+            most = max(len(boxes[i]) for i in batch)
+            padded = [np.concatenate([boxes[i], np.repeat(boxes[i][:1], most - len(boxes[i]), axis=0)]) for i in batch]
+            encoded = processor(
+                images=[Image.fromarray(images[i]) for i in batch],
+                input_boxes=[image_boxes.tolist() for image_boxes in padded],
+                return_tensors="pt",
+            )
+            with torch.inference_mode():
+                outputs = network(**self.model.inputs(encoded), multimask_output=False)
+            masks = self._post_process(processor, outputs.pred_masks.float().cpu(), encoded)
+            scores = outputs.iou_scores.float().cpu().numpy()  # [B, boxes, 1]
+            for row, index in enumerate(batch):
+                count = len(boxes[index])
+                results.append(
+                    BoxMasks(
+                        masks=masks[row][:count, 0].numpy().astype(bool),
+                        scores=scores[row, :count, 0].astype(np.float32),
+                    )
+                )
+        return results
+
+
+@segmenter.register("sam")
+class SamSegmenter(TransformersSamSegmenter):
+    """SAM v1 (transformers ``SamModel``) box prompts -> masks."""
+
+    model_class = "SamModel"
+    processor_class = "SamProcessor"
+    default_model = "facebook/sam-vit-huge"

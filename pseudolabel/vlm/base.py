@@ -1,0 +1,165 @@
+"""Image describers (image -> text): the interface and the ``vlm`` registry.
+
+OpenAVS describes each video frame with a vision-language model (VLM) and the prompt "Please describe
+the image in detail" (paper, Appendix F; Qwen2.5-Omni in OpenAVS and OpenAVS-Large); the LLM translator
+then reconciles these descriptions with the audio ones. :meth:`ImageDescriber.describe` returns one text
+per (image, prompt).
+
+The lazily loaded transformers plumbing (:class:`~pseudolabel.alm.base.LazyModel`,
+:class:`~pseudolabel.alm.base.ChatModel`) is shared with :mod:`pseudolabel.alm`. Nothing here imports torch
+or transformers at import time.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pseudolabel.alm.base import (
+    ChatBackend,
+    Registry,
+    batched_pairs,
+    check_prompts,
+    positive_int,
+)
+
+IMAGE_PROMPT = "Please describe the image in detail"  # OpenAVS paper, Appendix F
+
+
+def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``images`` after checking each is an RGB ``[H, W, 3]`` uint8 array."""
+    if isinstance(images, np.ndarray):
+        raise TypeError("images must be a list of [H, W, 3] arrays, got a single array; wrap it in a list")
+    for index, image in enumerate(images):
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"images[{index}] is {type(image).__name__}, expected a numpy array")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"images[{index}] has shape {image.shape}; expected RGB [H, W, 3]")
+        if image.dtype != np.uint8:
+            raise TypeError(f"images[{index}] has dtype {image.dtype}; expected uint8 (0-255)")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"images[{index}] is empty (shape {image.shape})")
+    return list(images)
+
+
+class ImageDescriber(ABC):
+    """Describes images in text: ``describe(images, prompts) -> texts[image][prompt]``.
+
+    Args:
+        prompts: default prompts for :meth:`describe` (None: :attr:`default_prompts`).
+        batch_size: (image, prompt) pairs per model call.
+    """
+
+    name: ClassVar[str]
+    default_prompts: ClassVar[tuple[str, ...]] = (IMAGE_PROMPT,)
+
+    def __init__(self, *, prompts: Sequence[str] | None = None, batch_size: int = 4) -> None:
+        self.prompts = check_prompts(prompts) if prompts is not None else self.default_prompts
+        self.batch_size = positive_int(batch_size, "batch_size")
+
+    @abstractmethod
+    def _describe_images(self, images: list[np.ndarray], prompts: Sequence[str]) -> list[list[str]]:
+        """Texts ``[image][prompt]`` for checked images."""
+
+    def describe(self, images: Sequence[np.ndarray], prompts: Sequence[str] | None = None) -> list[list[str]]:
+        """Describe each image once per prompt.
+
+        Args:
+            images: RGB uint8 arrays ``[H_i, W_i, 3]`` (e.g. a clip's frames).
+            prompts: prompts for this call (None: the describer's prompts).
+
+        Returns:
+            ``texts[i][j]``: the text for image ``i`` and prompt ``j``.
+        """
+        resolved = check_prompts(prompts) if prompts is not None else self.prompts
+        checked = check_images(images)
+        if not checked:
+            return []
+        return self._describe_images(checked, resolved)
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-serialisable settings that determine the texts (for the pseudo-label manifest)."""
+        return {"backend": self.name, "prompts": list(self.prompts), "batch_size": self.batch_size}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in self.provenance().items() if key != "backend")
+        return f"{type(self).__name__}({fields})"
+
+
+_REGISTRY: Registry[ImageDescriber] = Registry("VLM backend", "pseudolabel.vlm")
+register = _REGISTRY.register
+
+
+def create_vlm(name: str, **cfg: Any) -> ImageDescriber:
+    """Build the image describer registered as ``name`` (``qwen2_5_omni``, ``qwen2_5_vl`` ...) from keyword
+    config; its model loads on first use."""
+    return _REGISTRY.create(name, **cfg)
+
+
+def available() -> list[str]:
+    """Names of the registered image describers."""
+    return _REGISTRY.available()
+
+
+class GenerativeImageDescriber(ChatBackend, ImageDescriber):
+    """A vision-language model (transformers) prompted once per (image, prompt), decoded greedily.
+
+    Subclasses set :attr:`family` and :attr:`media_first` and provide the two loaders (see
+    :class:`~pseudolabel.alm.base.ChatBackend`); their constructors give the default model id (and system
+    prompt).
+
+    Args:
+        model: Hub id or local directory.
+        config: tiny random build instead of ``model`` (see :class:`~pseudolabel.alm.base.LazyModel`).
+        device, dtype, seed: see :class:`~pseudolabel.alm.base.LazyModel`.
+        max_new_tokens: generation budget per description.
+        system_prompt: system message (None: none; the chat template may add its own default).
+        prompts, batch_size: see :class:`ImageDescriber`.
+    """
+
+    media_type = "image"
+
+    def __init__(
+        self,
+        model: str | Path | None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        seed: int = 0,
+        max_new_tokens: int = 256,
+        system_prompt: str | None = None,
+        prompts: Sequence[str] | None = None,
+        batch_size: int = 4,
+    ) -> None:
+        super().__init__(prompts=prompts, batch_size=batch_size)
+        self._init_chat(
+            model,
+            config=config,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            system_prompt=system_prompt,
+        )
+
+    def model_inputs(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> Any:
+        """The processor output (on the model's device) for ``images[i]`` paired with ``prompts[i]``."""
+        prompts = check_prompts(prompts)
+        checked = check_images(images)
+        if len(checked) != len(prompts):
+            raise ValueError(f"got {len(checked)} images but {len(prompts)} prompts; pair them one to one")
+        return self.chat.inputs(list(prompts), images=checked)
+
+    def _describe_images(self, images: list[np.ndarray], prompts: Sequence[str]) -> list[list[str]]:
+        def run(chunk: list[np.ndarray], chunk_prompts: list[str]) -> list[str]:
+            return self.chat.generate(self.chat.inputs(chunk_prompts, images=chunk))
+
+        return batched_pairs(images, prompts, self.batch_size, run)
+
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), **self.chat.provenance()}
