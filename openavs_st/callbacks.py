@@ -1,0 +1,67 @@
+"""Lightning callbacks: a fixed panel of validation overlays (frame, ground truth, prediction) in W&B."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from openavs_st.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+
+def denormalise(frames: torch.Tensor) -> np.ndarray:
+    """``[N, 3, H, W]`` ImageNet-normalised frames -> ``[N, H, W, 3]`` uint8 RGB."""
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1)
+    rgb = ((frames.float() * std + mean).clamp(0, 1) * 255).round().byte()
+    return rgb.permute(0, 2, 3, 1).cpu().numpy()
+
+
+class ValidationOverlays(L.Callback):
+    """Logs the same ``num_clips`` validation clips every epoch as W&B images with two mask layers,
+    ``ground_truth`` and ``prediction`` (sigmoid > 0.5), one image per frame."""
+
+    def __init__(self, num_clips: int = 4) -> None:
+        self.num_clips = num_clips
+        self._images: list[Any] = []
+        self._clips = 0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._images, self._clips = [], 0
+
+    @torch.no_grad()
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        import wandb
+
+        if trainer.sanity_checking or self._clips >= self.num_clips:
+            return
+        n = min(self.num_clips - self._clips, batch["frames"].shape[0])
+        self._clips += n
+        out = pl_module(batch["frames"][:n], batch["audio"][:n], None)
+        pred = (torch.sigmoid(out.logits[:, :, 0]) > 0.5).to(torch.uint8).cpu().numpy()
+        gt = batch["masks"][:n].to(torch.uint8).cpu().numpy()
+        for i in range(n):
+            rgb = denormalise(batch["frames"][i])
+            for t in range(rgb.shape[0]):
+                self._images.append(
+                    wandb.Image(
+                        rgb[t],
+                        caption=f"{batch['id'][i]} t={t}",
+                        masks={
+                            "ground_truth": {"mask_data": gt[i, t], "class_labels": {1: "sounding"}},
+                            "prediction": {"mask_data": pred[i, t], "class_labels": {1: "sounding"}},
+                        },
+                    )
+                )
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._images or trainer.sanity_checking:
+            return
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.experiment.log({"val/overlays": self._images, "epoch": trainer.current_epoch})
