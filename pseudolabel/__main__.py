@@ -1,0 +1,175 @@
+"""``python -m pseudolabel labeler=openavs_lite input=... output=...``: build a pseudo-label store.
+
+Options are Hydra overrides of ``configs/pseudolabel/run.yaml`` and the chosen preset
+(``labeler.<key>=...``); ``--cfg`` prints the resolved config and exits, ``--help`` prints this text.
+The resolved config (secrets scrubbed) is saved in the store as ``pseudolabel_config.yaml``
+(``pseudolabel_config.shard-i-of-n.yaml`` for a shard) and the summary as ``summary.json``
+(``summary.shard-i-of-n.json``). Exit status: 0 when the job ran to the end (clips that failed are
+recorded with their reason in the manifest and counted in the summary), 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from pseudolabel.cli import CLIError, compose, resolved, split_flags
+
+log = logging.getLogger("pseudolabel")
+
+
+def parse_shard(value: Any) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
+    if not match:
+        raise CLIError(f"shard must look like i/n (e.g. shard=0/4), got {value!r}")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or index >= count:
+        raise CLIError(f"shard={value}: need 0 <= i < n")
+    return index, count
+
+
+def input_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``open_source`` config of the run's ``input`` string and its option groups."""
+    value = str(cfg["input"])
+    if value == "avsbench" or (value in ("data", "dataset")):
+        return {"kind": "avsbench", "split": cfg.get("split") or "test"}
+    if value == "unpaired":
+        return {"kind": "unpaired", **(cfg.get("unpaired") or {})}
+    return {"kind": "videos", "path": value, **(cfg.get("video") or {})}
+
+
+def labeler_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The preset with the top-level ``llm=`` shortcut applied."""
+    labeler = dict(cfg["labeler"])
+    shortcut = cfg.get("llm")
+    if shortcut is not None:
+        if shortcut not in ("none", "openai", "hf"):
+            raise CLIError(f"llm={shortcut!r}: expected none, openai or hf (or set labeler.llm.* directly)")
+        labeler["llm"] = {**(labeler.get("llm") or {}), "backend": shortcut}
+    return labeler
+
+
+def _suffix(shard: tuple[int, int]) -> str:
+    return "" if shard[1] == 1 else f".shard-{shard[0]}-of-{shard[1]}"
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    from openavs_st.data.store import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def print_summary(summary: dict[str, Any], stream: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pseudo-labeling summary")
+    table.add_column("")
+    table.add_column("this run", justify="right")
+    table.add_column("whole store", justify="right")
+    run, store = summary["run"], summary["store"]
+    rows = [
+        ("clips ok", "clips_ok", "{}"),
+        ("clips failed", "clips_failed", "{}"),
+        ("frames labeled", "frames", "{}"),
+        ("empty-mask frames", "empty_mask_frames", "{}"),
+        ("mean mask area", "mean_mask_area", "{:.4f}"),
+        ("LLM calls", "llm_calls", "{}"),
+        ("LLM cache hits", "llm_cache_hits", "{}"),
+        ("LLM tokens", "llm_tokens", "{}"),
+        ("LLM cost (USD)", "llm_cost_usd", "{:.6f}"),
+    ]
+    for label, key, fmt in rows:
+        table.add_row(label, fmt.format(run[key]), fmt.format(store[key]))
+    table.add_row("clips skipped (done before)", str(run["clips_skipped"]), "")
+    table.add_row("frames / s", f"{run['frames_per_second']:.2f}", "")
+    Console(file=stream or sys.stderr).print(table)
+
+
+def run(cfg_node: Any) -> dict[str, Any]:
+    """Label a store from a composed config; returns the summary (also written to the store)."""
+    from omegaconf import OmegaConf
+
+    from openavs_st.data.store import StoreWriter, scrub_secrets
+    from pseudolabel.inputs import open_source
+    from pseudolabel.openavs import OpenAVSLabeler, label_clips, store_summary
+
+    cfg = resolved(cfg_node)
+    shard = parse_shard(cfg.get("shard") or "0/1")
+    output = Path(str(cfg["output"])).expanduser()
+    labeler_cfg = labeler_config(cfg)
+    try:
+        source = open_source(input_config(cfg), cfg.get("data"))
+    except (ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        labeler = OpenAVSLabeler.from_config(labeler_cfg, device=cfg.get("device"), dtype=cfg.get("dtype"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CLIError(f"labeler config: {exc}") from None
+    # The config hash identifies the labeling settings (not where the clips come from or go to).
+    hashed = {k: v for k, v in labeler_cfg.items() if k != "llm"}
+    hashed["llm"] = {k: v for k, v in (labeler_cfg.get("llm") or {}).items() if k not in ("cache_dir", "concurrency")}
+    writer = StoreWriter(
+        output,
+        labeler=str(labeler_cfg.get("name", "openavs")),
+        config=hashed,
+        shard=shard,
+        image_format=str(cfg.get("image_format") or "png"),
+        retry_failed=bool(cfg.get("retry_failed", True)),
+    )
+    saved = scrub_secrets({**cfg, "labeler": labeler_cfg, "input_source": source.describe()})
+    _atomic_text(output / f"pseudolabel_config{_suffix(shard)}.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
+    pipeline = cfg.get("pipeline") or {}
+    stats = label_clips(
+        labeler,
+        source,
+        writer,
+        overlap=bool(pipeline.get("overlap", True)),
+        max_in_flight=int(pipeline.get("max_in_flight", 16)),
+        frame_batch=int(pipeline.get("frame_batch", 16)),
+        progress=bool(cfg.get("progress", True)),
+        limit=cfg.get("limit"),
+    )
+    summary = {
+        "labeler": labeler.name,
+        "config_hash": writer.config_hash,
+        "shard": list(shard),
+        "input": source.describe(),
+        "run": stats.to_dict(),
+        "store": store_summary(output),
+    }
+    _atomic_text(output / f"summary{_suffix(shard)}.json", json.dumps(scrub_secrets(summary), indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, flags = split_flags(argv)
+    if "--help" in flags or "-h" in args:
+        print(__doc__)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        cfg = compose("run", args)
+        if "--cfg" in flags:
+            from omegaconf import OmegaConf
+
+            from openavs_st.data.store import scrub_secrets
+
+            print(OmegaConf.to_yaml(OmegaConf.create(scrub_secrets(resolved(cfg)))))
+            return 0
+        summary = run(cfg)
+    except CLIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
