@@ -42,12 +42,14 @@ class StepClock(L.Callback):
         self.start: float | None = None
         self.end: float | None = None
         self.clips = 0
+        self.steps = 0  # over epochs (batch_idx restarts every epoch)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
-        if batch_idx + 1 == self.warmup:
+        self.steps += 1
+        if self.steps == self.warmup:
             self.start = now
-        elif batch_idx + 1 > self.warmup:
+        elif self.steps > self.warmup:
             self.clips += batch["frames"].shape[0]
             self.end = now
 
