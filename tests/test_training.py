@@ -203,3 +203,17 @@ def test_ddp_on_two_cpu_processes_one_output_dir_and_synced_metrics(synth: Path,
     single = run_inference(cfg)["metrics"]
     for key in ("test/miou_avsbench", "test/fpr"):
         assert logged[key] == pytest.approx(single[key], abs=1e-5), key
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml")))
+def test_experiment_presets_compose_to_their_backbone_and_data(preset: str, tmp_path: Path) -> None:
+    """Each preset names `<backbone>_<data>` (or a prefix before it) and composes to exactly that."""
+    cfg = compose([f"experiment={preset}", f"paths.data_dir={tmp_path}", f"data.root={tmp_path}"])
+    assert cfg.task_name == preset
+    assert cfg.backbone.name in preset
+    data_tag = {"avsbench_s4": "_s4", "avsbench_ms3": "_ms3", "avsbench_avss_binary": "_avss_binary", "pseudo": "_s4"}
+    assert data_tag[cfg.data.name] in preset
+    if preset.startswith("openavs_st_"):
+        assert cfg.data.name == "pseudo" and cfg.data.eval.name == "avsbench_s4"
+    if preset.startswith("robust_"):
+        assert cfg.robust.negative_ratio > 0 and cfg.robust.lambda_sim > 0 and cfg.test.robust
