@@ -386,11 +386,10 @@ def llm_summary(record: Any) -> dict[str, Any]:
     """The manifest's ``llm`` entry from a :class:`~pseudolabel.llm.TranslationRecord`.
 
     ``requests`` counts the chat requests of the clip, ``cache_hits`` those served from the disk cache
-    (the record only says whether all were, so a partly cached clip counts as no hit), ``calls`` those
-    sent to the endpoint.
+    (exact per request, so a partly cached clip counts its hits), ``calls`` those sent to the endpoint.
     """
     requests = len(record.raw_responses)
-    hits = requests if record.cache_hit else 0
+    hits = int(record.cache_hits)
     return {
         "backend": record.backend,
         "model": record.model,
@@ -422,24 +421,32 @@ class BackgroundTranslator:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="llm-loop", daemon=True)
         self.thread.start()
-        # The translator's per-run session (llm/base.py Translator._session): one client and semaphore.
-        self._session_cm = translator._session()
-        self.session = self._run(self._session_cm.__aenter__())
+        # One llm.TranslationSession for the job (llm/base.py): one client and one concurrency limit. It is
+        # opened, used and closed on this loop, which owns the client.
+        self.session = translator.session()
+        try:
+            self._run(self.session.open())
+        except BaseException:
+            self._stop_loop()
+            raise
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def submit(self, descriptions: llm_pkg.ClipDescriptions) -> concurrent.futures.Future:
-        return asyncio.run_coroutine_threadsafe(self.translator._translate_clip(descriptions, self.session), self.loop)
+        return asyncio.run_coroutine_threadsafe(self.session.translate(descriptions), self.loop)
 
     def close(self) -> None:
         try:
-            self._run(self._session_cm.__aexit__(None, None, None))
+            self._run(self.session.close())
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=10)
-            if not self.thread.is_alive():
-                self.loop.close()
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 # --- the job -------------------------------------------------------------------------------------------

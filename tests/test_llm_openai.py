@@ -7,6 +7,8 @@ first description of each frame, so results can be checked by hand.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import re
 import threading
@@ -291,6 +293,87 @@ def test_second_identical_run_is_served_from_cache(server: FakeChatServer, api_k
 
     translator(server, cache_dir=tmp_path / "cache", temperature=0.5).translate(clips[0])
     assert len(server.bodies) == 4  # temperature is part of the key
+
+
+def test_partly_cached_clip_counts_each_cache_hit(server: FakeChatServer, api_key: str, tmp_path: Path) -> None:
+    from pseudolabel.openavs import llm_summary
+
+    # model_scope="frame": one request per frame, keyed by that frame's descriptions only, so a clip
+    # sharing frame 0 with CLIP gets frame 0 from the cache and sends frame 1.
+    llm_translator = translator(server, strategy="model", cache_dir=tmp_path / "cache")
+    first = llm_translator.translate(CLIP)
+    assert len(server.bodies) == 2 and first.record.cache_hits == 0 and first.record.calls == 2
+    partly = llm.ClipDescriptions(
+        "clip_b", (CLIP.frames[0], llm.FrameDescriptions(("a cat meows",), ("A cat on a sofa.",)))
+    )
+
+    record = llm_translator.translate(partly).record
+
+    assert len(server.bodies) == 3  # only frame 1 was sent
+    assert server.bodies[-1]["messages"][1]["content"] == "Image agent 0: A cat on a sofa.\nAudio agent 0: a cat meows"
+    assert (record.requests, record.cache_hits, record.calls) == (2, 1, 1)
+    assert not record.cache_hit  # not every request was a hit
+    assert record.cost_usd == pytest.approx(GPT4O_MINI_COST)  # one response paid for, the cached one free
+    assert (record.prompt_tokens, record.completion_tokens) == (2 * USAGE[0], 2 * USAGE[1])
+    assert record.to_dict()["cache_hits"] == 1 and record.to_dict()["cache_hit"] is False
+    summary = llm_summary(record)
+    assert (summary["requests"], summary["calls"], summary["cache_hits"]) == (2, 1, 1)
+
+    again = llm_translator.translate(partly).record
+    assert len(server.bodies) == 3 and (again.cache_hits, again.calls) == (2, 0) and again.cache_hit
+    with pytest.raises(ValueError, match=r"cache_hits=3 is not within 0..2"):
+        dataclasses.replace(record, cache_hits=3)
+
+
+def test_one_session_shares_the_concurrency_limit_across_calls(server: FakeChatServer, api_key: str) -> None:
+    server.delay_s = 0.15
+    clips = [llm.ClipDescriptions.from_lists(f"c{i}", audio=[[f"source {i}"]]) for i in range(4)]
+    llm_translator = translator(server, strategy="prompt_frame", concurrency=1)
+
+    async def one_session() -> list[llm.Translation]:
+        async with llm_translator.session() as session:
+            assert session.is_open
+            # Separate translate() calls, all in flight together, still queue on the session's one slot.
+            results = await asyncio.gather(*(session.translate(clip) for clip in clips))
+        assert not session.is_open
+        return list(results)
+
+    results = asyncio.run(one_session())
+    assert [r.phrases for r in results] == [[[f"source {i}"]] for i in range(4)]
+    assert len(server.bodies) == 4 and server.max_in_flight == 1
+
+    async def two_sessions() -> None:  # each session has its own limit
+        first, second = llm_translator.session(), llm_translator.session()
+        await first.open()
+        await second.open()
+        try:
+            await asyncio.gather(*(s.translate(clip) for s, clip in zip([first, second] * 2, clips)))
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(two_sessions())
+    assert len(server.bodies) == 8 and server.max_in_flight == 2
+
+
+def test_session_must_be_open_and_checks_its_input(server: FakeChatServer, api_key: str) -> None:
+    llm_translator = translator(server)
+
+    async def misuse() -> None:
+        session = llm_translator.session()
+        with pytest.raises(RuntimeError, match="session is not open yet"):
+            await session.translate(CLIP)
+        async with session:
+            with pytest.raises(TypeError, match=r"clips\[0\] is str, expected ClipDescriptions"):
+                await session.translate("clip_a")  # type: ignore[arg-type]
+            with pytest.raises(RuntimeError, match="already opened"):
+                await session.open()
+        with pytest.raises(RuntimeError, match="session is closed"):
+            await session.translate_many([CLIP])
+        await session.close()  # closing twice is harmless
+
+    asyncio.run(misuse())
+    assert server.bodies == []
 
 
 def test_api_key_never_reaches_cache_records_reprs_or_errors(

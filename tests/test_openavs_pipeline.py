@@ -144,7 +144,9 @@ def no_temporaries(root: Path) -> bool:
 
 class ChatServer:
     """Answers every chat request with ``<answer>`` lines: the first audio text of each frame, except
-    frames listed in ``silent`` (answered "none")."""
+    frames listed in ``silent`` (answered "none"). A ``model``-strategy request (``Image agent i:`` /
+    ``Audio agent j:`` lines) gets one line of reasoning and one answer: Audio agent 0's text plus
+    ``guitar`` (a word no describer produces, so it can only come from the answer)."""
 
     def __init__(self, silent: tuple[int, ...] = ()) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -156,10 +158,14 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 server.bodies.append(body)
                 user = body["messages"][1]["content"]
-                frames = re.findall(r"<frame(\d+)>(?:<exp1>)?(.*?)(?:</exp1>|</frame)", user)
-                answer = "\n".join(
-                    f"<answer>{'none' if int(t) in server.silent else text}</answer>" for t, text in frames
-                )
+                agent = re.search(r"^Audio agent 0: (.*)$", user, re.MULTILINE)
+                if agent:
+                    answer = f"The image and audio agents agree.\n<answer>{agent.group(1)}, guitar</answer>"
+                else:
+                    frames = re.findall(r"<frame(\d+)>(?:<exp1>)?(.*?)(?:</exp1>|</frame)", user)
+                    answer = "\n".join(
+                        f"<answer>{'none' if int(t) in server.silent else text}</answer>" for t, text in frames
+                    )
                 payload = json.dumps({
                     "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
@@ -261,6 +267,81 @@ def test_llm_stage_with_a_local_server_silent_frames_tokens_and_cache(models, s4
         again = label_clips(labeler, source, StoreWriter(tmp_path / "b", labeler="test_lite"), progress=False)
         assert again.clips_ok == 4 and again.llm_calls == 0 and again.llm_cache_hits == 4 and again.llm_cost_usd == 0
         assert len(server.bodies) == calls
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2.5-VL saved with save_pretrained (the recipe of test_vlm.py). Its text weights are
+    drawn with a wide spread (initializer_range 1.0, not 0.02) so that its few tokens depend on the image:
+    with the default every frame gets the same text."""
+    from pseudolabel import vlm
+
+    directory = tmp_path_factory.mktemp("qwen_vl")
+    describer = vlm.create_vlm("qwen2_5_vl", config={"text_config": {"initializer_range": 1.0}}, max_new_tokens=3)
+    describer.chat.lazy.processor.save_pretrained(directory)
+    describer.chat.lazy.model.save_pretrained(directory)
+    return directory
+
+
+def test_model_strategy_with_a_vlm_sends_image_and_audio_agents(
+    models, vlm_dir, s4_root, tmp_path, monkeypatch
+) -> None:
+    from pseudolabel.llm.strategies import NOTHING_SOUNDS, unique_phrases
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = ChatServer()
+    try:
+        cfg = labeler_config(
+            models, backend="openai", model="gpt-4o-mini", strategy="model", base_url=server.url,
+            cache_dir=str(tmp_path / "cache"), concurrency=3, max_retries=0,
+        )
+        # Two audio describers (the tagger's top 1 and top 2 labels): Audio agents 0 and 1.
+        cfg["alm"]["top2"] = {**cfg["alm"]["tags"], "top_k": 2}
+        prompts = ["Please describe the image in detail", "What could be making a sound?"]  # Image agents 0 and 1
+        cfg["vlm"] = {"backend": "qwen2_5_vl", "model": str(vlm_dir), "max_new_tokens": 3, "prompts": prompts}
+        labeler = OpenAVSLabeler.from_config(cfg)
+        assert labeler.translator.model_scope == "frame"  # one request per frame
+        source = AVSBenchSource("avsbench_s4", s4_root, "test")
+        writer = StoreWriter(tmp_path / "a", labeler="test_model")
+        stats = label_clips(labeler, source, writer, progress=False, frame_batch=10)
+
+        assert stats.clips_ok == 4 and stats.clips_failed == 0
+        records = load_records(tmp_path / "a")
+        expected_users = set()
+        for rec in records.values():
+            llm_rec = rec["llm"]
+            assert llm_rec["strategy"] == "model" and llm_rec["requests"] == 5  # one per frame
+            # Frames (or clips) with the same texts send the same request: later ones may be cache hits.
+            assert llm_rec["calls"] + llm_rec["cache_hits"] == 5
+            for f in rec["frames_info"]:
+                images, audios = f["image_texts"], f["audio_texts"]
+                assert len(images) == 2 and all(isinstance(text, str) for text in images)
+                assert len(audios) == 2 and audios[0] in TAGS and audios[1].startswith(audios[0] + ", ")
+                lines = [f"Image agent {i}: {' '.join(text.split())}" for i, text in enumerate(images)]
+                lines += [f"Audio agent {j}: {text}" for j, text in enumerate(audios)]
+                expected_users.add("\n".join(lines))
+                # The answer (Audio agent 0's tag + "guitar"), not the describers' raw text, went to the grounder.
+                assert f["phrases"] == [p for p in unique_phrases([audios[0], "guitar"]) if p not in NOTHING_SOUNDS]
+                assert f["llm_status"] == "ok"
+        assert len(expected_users) > 1  # the frames' requests differ (their image texts do)
+        sent = [body["messages"][1]["content"] for body in server.bodies]
+        assert set(sent) == expected_users  # every distinct request went out once the cache was empty
+        assert len(sent) == stats.llm_calls == sum(r["llm"]["calls"] for r in records.values())
+        assert stats.llm_calls + stats.llm_cache_hits == 20
+
+        store = PseudoLabelStore(tmp_path / "a")
+        assert len(store) == 4 and no_temporaries(tmp_path / "a")
+        assert all(clip.masks.shape == (5, 40, 40) for clip in store)
+        clip = store[0]  # masks: one clip against the grounder and segmenter run directly (slow on CPU)
+        phrases = [f["phrases"] for f in records[clip.id]["frames_info"]]
+        np.testing.assert_array_equal(clip.masks.astype(bool), expected_masks(models, clip.frames, phrases))
+
+        # Two clips again into another store: every request is served by the cache.
+        again = label_clips(labeler, source, StoreWriter(tmp_path / "b", labeler="test_model"), progress=False, limit=2)
+        assert again.clips_ok == 2 and (again.llm_calls, again.llm_cache_hits, again.llm_cost_usd) == (0, 10, 0.0)
+        assert len(server.bodies) == len(sent)
     finally:
         server.close()
 

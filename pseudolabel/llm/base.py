@@ -12,7 +12,12 @@ Backends, by registry name:
 - ``hf``: a local transformers chat model (``hf_backend.py``),
 - ``none``: no LLM; the raw ALM descriptions are the phrases (the paper's "Pengi output" baseline).
 
-Every translator offers ``translate(clip)``, ``translate_many(clips)`` and their ``async`` twins.
+Every translator offers ``translate(clip)``, ``translate_many(clips)`` and their ``async`` twins. A
+long-running job that translates clips as they arrive opens one :class:`TranslationSession` instead, so
+every clip shares one HTTP client (or loaded model) and one concurrency limit::
+
+    async with translator.session() as session:
+        translation = await session.translate(clip)
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ class TranslationRecord:
         prompt_tokens, completion_tokens: token usage of the responses used, cached ones included.
         cost_usd: what this run paid, from the price table (cache hits are free); None when the
             model has no price entry.
-        cache_hit: every request of the clip was served from the disk cache.
+        cache_hits: how many of the clip's requests (``len(raw_responses)``) were served from the disk
+            cache; the others were sent to the LLM.
         latency_s: seconds spent in LLM calls for this clip (excluding waits for a concurrency slot).
     """
 
@@ -85,8 +91,30 @@ class TranslationRecord:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None
-    cache_hit: bool
+    cache_hits: int
     latency_s: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cache_hits <= len(self.raw_responses):
+            raise ValueError(
+                f"clip {self.clip_id!r}: cache_hits={self.cache_hits} is not within 0..{len(self.raw_responses)} "
+                "(the number of requests)"
+            )
+
+    @property
+    def requests(self) -> int:
+        """Number of LLM requests the clip needed (cached or sent)."""
+        return len(self.raw_responses)
+
+    @property
+    def calls(self) -> int:
+        """Number of requests actually sent to the LLM (not served from the cache)."""
+        return self.requests - self.cache_hits
+
+    @property
+    def cache_hit(self) -> bool:
+        """Every request of the clip was served from the disk cache (False when there was none)."""
+        return self.requests > 0 and self.cache_hits == self.requests
 
     @property
     def fallback_used(self) -> bool:
@@ -94,8 +122,8 @@ class TranslationRecord:
         return bool(self.fallback_frames)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict for the manifest."""
-        return asdict(self)
+        """A plain dict for the manifest (with ``cache_hit`` too, for readers of older records)."""
+        return {**asdict(self), "cache_hit": self.cache_hit}
 
 
 @dataclass
@@ -119,41 +147,128 @@ class Completion:
 CompleteFn = Callable[[Messages], Awaitable[Completion]]
 
 
-class Translator(ABC):
-    """Base class of every translator: per-clip translation, batched concurrently, with sync wrappers."""
+def _check_clips(clips: Sequence[ClipDescriptions]) -> None:
+    for index, clip in enumerate(clips):
+        if not isinstance(clip, ClipDescriptions):
+            raise TypeError(f"clips[{index}] is {type(clip).__name__}, expected ClipDescriptions")
 
-    name: ClassVar[str]
 
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[Any]:
-        """Per-run state shared by the clips of one ``translate_many`` call (e.g. an HTTP client)."""
-        yield None
+class TranslationSession:
+    """An open translator run: clips translated through it share the translator's per-run state (one
+    HTTP client or loaded model, one ``concurrency`` limit on LLM calls in flight).
 
-    @abstractmethod
-    async def _translate_clip(self, clip: ClipDescriptions, session: Any) -> Translation:
-        """Translate one clip within a session."""
+    Get one from :meth:`Translator.session` and use it as an async context manager, or call
+    :meth:`open` and :meth:`close` yourself (e.g. when clips arrive over a whole job)::
 
-    async def translate_many_async(
+        async with translator.session() as session:
+            first = await session.translate(clip_a)
+            rest = await session.translate_many([clip_b, clip_c], return_exceptions=True)
+
+    All calls, ``open`` and ``close`` included, must run on the same event loop: the per-run state
+    (an ``httpx`` client, an ``asyncio.Semaphore``) belongs to the loop that opened it. Clips may be
+    translated concurrently (several ``translate`` coroutines at once).
+    """
+
+    def __init__(self, translator: Translator) -> None:
+        self.translator = translator
+        self._context: Any = None
+        self._state: Any = None
+        self._closed = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._context is not None and not self._closed
+
+    async def open(self) -> TranslationSession:
+        """Create the per-run state (e.g. the HTTP client); a session opens once."""
+        if self._context is not None or self._closed:
+            raise RuntimeError(f"this {type(self.translator).__name__} session was already opened")
+        context = self.translator._session()
+        self._state = await context.__aenter__()
+        self._context = context
+        return self
+
+    async def close(self) -> None:
+        """Release the per-run state; translations in progress should be finished first. Idempotent."""
+        if self._context is None or self._closed:
+            self._closed = True
+            return
+        self._closed = True
+        context, self._context, self._state = self._context, None, None
+        await context.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> TranslationSession:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if not self.is_open:
+            state = "closed" if self._closed else "not open yet"
+            raise RuntimeError(
+                f"the {type(self.translator).__name__} session is {state}; "
+                "use `async with translator.session() as session:` or `await session.open()`"
+            )
+
+    async def translate(self, clip: ClipDescriptions) -> Translation:
+        """Translate one clip within this session."""
+        _check_clips([clip])
+        self._check_open()
+        return await self.translator._translate_clip(clip, self._state)
+
+    async def translate_many(
         self, clips: Sequence[ClipDescriptions], *, return_exceptions: bool = False
     ) -> list[Any]:
-        """Translate ``clips`` concurrently; results in input order.
+        """Translate ``clips`` concurrently within this session; results in input order.
 
         With ``return_exceptions=True`` a clip that failed gives its exception in its slot (so a
         labeling job can mark it failed and go on); otherwise the first failure is raised after
         every clip has finished.
         """
-        for index, clip in enumerate(clips):
-            if not isinstance(clip, ClipDescriptions):
-                raise TypeError(f"clips[{index}] is {type(clip).__name__}, expected ClipDescriptions")
-        async with self._session() as session:
-            results = await asyncio.gather(
-                *(self._translate_clip(clip, session) for clip in clips), return_exceptions=True
-            )
+        _check_clips(clips)
+        self._check_open()
+        results = await asyncio.gather(
+            *(self.translator._translate_clip(clip, self._state) for clip in clips), return_exceptions=True
+        )
         if not return_exceptions:
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
         return results
+
+
+class Translator(ABC):
+    """Base class of every translator: per-clip translation, batched concurrently, with sync wrappers.
+
+    Public API: :meth:`session` (a :class:`TranslationSession` for clips arriving over time),
+    :meth:`translate_many_async` / :meth:`translate_async` (one session per call) and their blocking
+    twins. Subclasses implement :meth:`_translate_clip` and, if they keep per-run state, :meth:`_session`.
+    """
+
+    name: ClassVar[str]
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[Any]:
+        """Subclass hook: per-run state shared by the clips of one session (e.g. an HTTP client)."""
+        yield None
+
+    @abstractmethod
+    async def _translate_clip(self, clip: ClipDescriptions, session: Any) -> Translation:
+        """Subclass hook: translate one clip with the state yielded by :meth:`_session`."""
+
+    def session(self) -> TranslationSession:
+        """A new, not yet opened :class:`TranslationSession` (``async with translator.session() as s``)."""
+        return TranslationSession(self)
+
+    async def translate_many_async(
+        self, clips: Sequence[ClipDescriptions], *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Translate ``clips`` concurrently in one session; results in input order (see
+        :meth:`TranslationSession.translate_many`)."""
+        _check_clips(clips)
+        async with self.session() as session:
+            return await session.translate_many(clips, return_exceptions=return_exceptions)
 
     async def translate_async(self, clip: ClipDescriptions) -> Translation:
         """Translate one clip."""
@@ -240,7 +355,7 @@ class PassthroughTranslator(Translator):
             prompt_tokens=0,
             completion_tokens=0,
             cost_usd=0.0,
-            cache_hit=False,
+            cache_hits=0,
             latency_s=0.0,
         )
         return Translation([unique_phrases(frame.audio) for frame in clip.frames], record)
@@ -436,7 +551,7 @@ class ChatTranslator(Translator):
             cost_usd=self.cost_usd(
                 sum(c.prompt_tokens for c in billed), sum(c.completion_tokens for c in billed)
             ),
-            cache_hit=all(outcome.cache_hit for outcome in outcomes),
+            cache_hits=sum(1 for outcome in outcomes if outcome.cache_hit),
             latency_s=sum(outcome.latency_s for outcome in outcomes),
         )
         return Translation(phrases, record)
