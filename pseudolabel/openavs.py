@@ -639,6 +639,17 @@ def _run_overlapped(job: _Job, source: ClipSource, ids: list[str], max_in_flight
     background = BackgroundTranslator(labeler.translator) if labeler.needs_llm else None
     handoff: queue.Queue = queue.Queue(maxsize=max_in_flight)
     stop = threading.Event()
+    # Back-pressure: the describer takes a slot before loading a clip and the clip gives it back once it is
+    # written or recorded as failed (job.on_clip runs exactly once per clip), so at most max_in_flight clips
+    # are in memory (and their LLM requests queued) however far the describer could run ahead.
+    slots = threading.Semaphore(max_in_flight)
+    clip_done = job.on_clip
+
+    def on_clip() -> None:
+        slots.release()
+        clip_done()
+
+    job.on_clip = on_clip
 
     def put(item: Any) -> bool:
         while not stop.is_set():
@@ -652,6 +663,9 @@ def _run_overlapped(job: _Job, source: ClipSource, ids: list[str], max_in_flight
     def produce() -> None:
         try:
             for clip_id in ids:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
                 item = _describe(labeler, source, clip_id)

@@ -527,3 +527,38 @@ def test_evaluate_scores_a_store_against_ground_truth(s4_root: Path, tmp_path: P
     assert evaluate_main([f"store={tmp_path / 'partial'}", "data=avsbench_s4", f"data.root={s4_root}", "missing=skip"]) == 0
     skipped = json.loads((tmp_path / "partial" / "metrics.json").read_text())
     assert skipped["clips_scored"] == 1 and skipped["metrics"]["miou_avsbench"] == pytest.approx(1.0, abs=1e-6)
+
+
+# --- back-pressure ---------------------------------------------------------------------------------------
+
+
+class _CountingSource(AVSBenchSource):
+    """An AVSBench source that notes, each time a clip starts loading, how many clips were loaded but not
+    yet written (ok or failed) to ``writer``."""
+
+    def __init__(self, root: Path, writer: StoreWriter) -> None:
+        super().__init__("avsbench_s4", root, "test")
+        self.writer = writer
+        self.loaded = 0
+        self.peak = 0
+
+    def load(self, clip_id: str):  # noqa: ANN201
+        written = self.writer.counts["ok"] + self.writer.counts["failed"]
+        self.peak = max(self.peak, self.loaded - written + 1)
+        self.loaded += 1
+        return super().load(clip_id)
+
+
+def test_overlapped_run_keeps_at_most_max_in_flight_clips_in_memory(models, tmp_path: Path) -> None:
+    # clip_label: describing is only loading, far faster than grounding, so without back-pressure the
+    # describer would read the whole input into memory ahead of the grounder. (A box threshold no random
+    # box passes keeps the test fast: no segmenter call.)
+    root = write_synthetic(tmp_path / "data", ("s4",), splits={"test": 5}, size=24, seed=2)["s4"]
+    cfg = labeler_config(models)
+    cfg.update(mode="clip_label", class_prompts={}, grounder={**cfg["grounder"], "box_threshold": 0.99})
+    labeler = OpenAVSLabeler.from_config(cfg)
+    writer = StoreWriter(tmp_path / "store", labeler="clip_label")
+    source = _CountingSource(root, writer)
+    stats = label_clips(labeler, source, writer, progress=False, max_in_flight=1, frame_batch=5)
+    assert stats.clips_ok == 5 and source.loaded == 5
+    assert source.peak == 1

@@ -170,3 +170,25 @@ def test_sigkill_mid_run_then_resume_labels_every_clip_once(tmp_path: Path) -> N
     assert not [p for p in store.rglob("*.tmp*")]  # no partial files left visible
     clips = PseudoLabelStore(store)
     assert len(clips) == n and int(clips[7].frames[0, 0, 0, 0]) == 7
+
+
+def test_an_ok_record_wins_over_a_failure_in_another_manifest(tmp_path: Path) -> None:
+    # Failed under shard=i/2, redone by an unsharded rerun: manifest.jsonl sorts before the shard's manifest.
+    cid = next(c for c in (f"clip{i}" for i in range(20)) if shard_of(c, 2) == 1)
+    StoreWriter(tmp_path, labeler="x", shard=(1, 2)).write_failure(cid, "boom")
+    rerun = StoreWriter(tmp_path, labeler="x", retry_failed=True)
+    assert rerun.pending([cid]) == [cid]
+    rerun.write(*make_clip(cid, t=2, size=8))
+    assert load_records(tmp_path)[cid]["status"] == "ok"
+    assert StoreWriter(tmp_path, labeler="x", retry_failed=True).pending([cid]) == []
+    assert [c.id for c in PseudoLabelStore(tmp_path)] == [cid]
+
+
+def test_a_clip_id_that_looks_like_a_key_is_kept(tmp_path: Path) -> None:
+    cid = "talk-sk-Ab3dEf9hIj"  # a file stem / YouTube-style id matching the API-key pattern
+    w = StoreWriter(tmp_path, labeler="x")
+    w.write(*make_clip(cid, t=2, size=8))
+    rec = load_records(tmp_path)[cid]
+    assert rec["frames"] == [f"frames/{cid}/0.png", f"frames/{cid}/1.png"] and rec["audio"] == f"audio/{cid}.wav"
+    assert StoreWriter(tmp_path, labeler="x").pending([cid]) == []
+    assert PseudoLabelStore(tmp_path)[0].id == cid

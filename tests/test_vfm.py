@@ -245,6 +245,21 @@ def test_grounder_batches_match_one_image_at_a_time(dino_parts: tuple[object, ob
         assert batched.labels == single.labels
 
 
+def test_grounder_truncates_a_caption_longer_than_its_text_slots(
+    dino_parts: tuple[object, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Several untranslated descriptions easily pass GroundingDINO's 256 text tokens; transformers' model
+    # raises a shape error on them unless the caption is cut to max_text_len, as IDEA's model does.
+    config, processor = dino_parts
+    torch.manual_seed(0)
+    grounder = GroundingDinoGrounder.from_config(config, processor, box_threshold=0.0)
+    long = " ".join(["a dog playing guitar"] * 70)  # 280 tokens
+    with caplog.at_level("WARNING", logger="pseudolabel.vfm.grounding_dino"):
+        (detection,) = grounder.detect([_images()[0]], [[long, "cat"]])
+    assert len(detection) == config.num_queries and set(detection.labels) == {long}
+    assert "phrases ['cat'] are ignored" in caplog.text
+
+
 def test_grounder_without_phrases_makes_no_model_call(dino_parts: tuple[object, object]) -> None:
     config, processor = dino_parts
     grounder = vfm.create_grounder("grounding_dino", config=config, processor=processor)

@@ -48,6 +48,8 @@ STATUS_OK = "ok"
 # Key names whose values are secrets: api_key, OPENAI_API_KEY, secret, password, authorization,
 # token, hf_token, access_token (but not e.g. prompt_tokens, a count).
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|(^|[_-])token)$", re.IGNORECASE)
+# Record fields naming the clip and its files: written as they are.
+_STRUCTURAL_KEYS = ("id", "frames", "masks", "audio")
 _SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{8,})")
 
 
@@ -124,10 +126,16 @@ def manifest_files(root: Path) -> list[Path]:
 
 
 def load_records(root: Path) -> dict[str, dict[str, Any]]:
-    """All clip records of a store by id (manifests concatenated; a later record of a clip wins)."""
+    """All clip records of a store by id (manifests concatenated). An ``ok`` record of a clip wins over a
+    failure, whichever manifest holds it (a writer never redoes an ok clip, so an ok record is always the
+    newer one: e.g. a clip that failed under ``shard=0/2`` and was redone by an unsharded rerun, whose
+    ``manifest.jsonl`` sorts before ``manifest.shard-0-of-2.jsonl``); otherwise a later record wins."""
     records: dict[str, dict[str, Any]] = {}
     for path in manifest_files(root):
         for rec in read_manifest(path):
+            earlier = records.get(rec["id"])
+            if earlier is not None and earlier["status"] == STATUS_OK and rec["status"] != STATUS_OK:
+                continue
             records[rec["id"]] = rec
     return records
 
@@ -210,7 +218,11 @@ class StoreWriter:
         return todo
 
     def _append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(scrub_secrets(record), sort_keys=True, default=_json_default) + "\n"
+        # The clip's id and file paths come from file names, not secrets: never rewrite them (an id such as
+        # "x-sk-12345678" looks like an API key to scrub_secrets and would no longer match its files).
+        scrubbed = scrub_secrets({k: v for k, v in record.items() if k not in _STRUCTURAL_KEYS})
+        scrubbed.update({k: record[k] for k in _STRUCTURAL_KEYS if k in record})
+        line = json.dumps(scrubbed, sort_keys=True, default=_json_default) + "\n"
         with self.manifest.open("a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()

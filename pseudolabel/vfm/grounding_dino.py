@@ -145,6 +145,11 @@ class GroundingDinoGrounder(Grounder):
 
         network, processor = self.model.get()
         keyword = threshold_keyword(processor)
+        # The text encoder's output must fit the model's max_text_len (256) token slots: a longer caption
+        # (e.g. several untranslated ALM descriptions) makes transformers' GroundingDINO raise a shape
+        # error, so it is truncated, as IDEA's model does (groundingdino/models/GroundingDINO/groundingdino.py
+        # cuts the tokenized caption to max_text_len).
+        max_text_len = int(getattr(network.config, "max_text_len", 256))
         found: dict[int, Detections] = {}
         for batch in same_size_batches(images, self.batch_size):
             encoded = processor(
@@ -152,6 +157,8 @@ class GroundingDinoGrounder(Grounder):
                 text=[format_caption(phrases[i]) for i in batch],
                 return_tensors="pt",
                 padding=True,
+                truncation=True,
+                max_length=max_text_len,
                 return_offsets_mapping=True,
             )
             offsets = encoded.pop("offset_mapping")
