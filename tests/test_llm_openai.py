@@ -164,7 +164,7 @@ EXPECTED_USER["prompt_frame"] = EXPECTED_USER["prompt"]
 
 @pytest.mark.parametrize("strategy", ["basic", "prompt", "frame", "prompt_frame", "model"])
 def test_request_carries_prompt_file_and_strategy_layout(server: FakeChatServer, api_key: str, strategy: str) -> None:
-    result = translator(server, strategy=strategy).translate(CLIP)
+    result = translator(server, strategy=strategy, model_scope="frame").translate(CLIP)
 
     expected_users = EXPECTED_USER[strategy]
     expected_users = expected_users if isinstance(expected_users, list) else [expected_users]
@@ -300,7 +300,7 @@ def test_partly_cached_clip_counts_each_cache_hit(server: FakeChatServer, api_ke
 
     # model_scope="frame": one request per frame, keyed by that frame's descriptions only, so a clip
     # sharing frame 0 with CLIP gets frame 0 from the cache and sends frame 1.
-    llm_translator = translator(server, strategy="model", cache_dir=tmp_path / "cache")
+    llm_translator = translator(server, strategy="model", model_scope="frame", cache_dir=tmp_path / "cache")
     first = llm_translator.translate(CLIP)
     assert len(server.bodies) == 2 and first.record.cache_hits == 0 and first.record.calls == 2
     partly = llm.ClipDescriptions(
@@ -379,7 +379,7 @@ def test_session_must_be_open_and_checks_its_input(server: FakeChatServer, api_k
 def test_api_key_never_reaches_cache_records_reprs_or_errors(
     server: FakeChatServer, api_key: str, tmp_path: Path
 ) -> None:
-    llm_translator = translator(server, cache_dir=tmp_path / "cache", strategy="model")
+    llm_translator = translator(server, cache_dir=tmp_path / "cache", strategy="model", model_scope="frame")
     result = llm_translator.translate(CLIP)
     assert server.authorizations and all(auth == f"Bearer {api_key}" for auth in server.authorizations)
 

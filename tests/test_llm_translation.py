@@ -59,11 +59,16 @@ def test_parser_missing_lines_are_missing() -> None:
     assert status == ["ok", "ok", "missing", "missing"]
 
 
-def test_parser_extra_lines_are_ignored_and_noted() -> None:
+def test_parser_extra_unlabelled_lines_make_every_frame_fall_back() -> None:
+    # Four unlabelled answers for two frames: which line is which frame is unknown.
     phrases, status, notes = parse("<answer>dog\ncat\nbird\nfish</answer>", 2)
-    assert phrases == [("dog",), ("cat",)]
-    assert status == ["ok", "ok"]
-    assert notes == ("4 answers for 2 frames; ignored extra: ['bird', 'fish']",)
+    assert phrases == [(), ()]
+    assert status == ["malformed", "malformed"]
+    assert notes == ("4 unlabelled answers for 2 frames: cannot tell which is which",)
+    # Labelled lines stay unambiguous: the extra frame's answer is dropped with a note.
+    phrases, status, notes = parse("<answer>frame 0: dog\nframe 1: cat\nframe 5: bird</answer>", 2)
+    assert phrases == [("dog",), ("cat",)] and status == ["ok", "ok"]
+    assert notes == ("ignored answer for frame 5 (clip has 2): 'bird'",)
 
 
 def test_parser_aligns_labelled_answers_by_frame() -> None:
@@ -283,7 +288,7 @@ def test_hf_backend_runs_end_to_end_and_falls_back(tiny_chat_model: Path, tmp_pa
 def test_hf_backend_model_strategy_and_sampling(tiny_chat_model: Path) -> None:
     clip = llm.ClipDescriptions.from_lists("c", audio=[["dog"], ["cat"]], image=[["a dog"], ["a cat"]])
     translator = llm.create(
-        "hf", model=str(tiny_chat_model), strategy="model", max_tokens=4, temperature=0.8, seed=3, dtype="float32"
+        "hf", model=str(tiny_chat_model), strategy="model", model_scope="frame", max_tokens=4, temperature=0.8, seed=3, dtype="float32"
     )
     first, second = translator.translate_many([clip, clip])
     assert len(first.record.raw_responses) == 2  # model_scope="frame": one request per frame

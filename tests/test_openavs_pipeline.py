@@ -295,7 +295,7 @@ def test_model_strategy_with_a_vlm_sends_image_and_audio_agents(
     try:
         cfg = labeler_config(
             models, backend="openai", model="gpt-4o-mini", strategy="model", base_url=server.url,
-            cache_dir=str(tmp_path / "cache"), concurrency=3, max_retries=0,
+            cache_dir=str(tmp_path / "cache"), concurrency=3, max_retries=0, model_scope="frame",
         )
         # Two audio describers (the tagger's top 1 and top 2 labels): Audio agents 0 and 1.
         cfg["alm"]["top2"] = {**cfg["alm"]["tags"], "top_k": 2}

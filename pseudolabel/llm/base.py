@@ -403,8 +403,10 @@ class ChatTranslator(Translator):
         strategy: ``basic``, ``prompt``, ``frame``, ``prompt_frame`` (OpenAVS-Lite) or ``model``.
         prompt_file: a system-prompt file replacing the strategy's packaged one (e.g. the paper's
             exact wording); the user-message layout stays the strategy's.
-        model_scope: for ``model``: ``frame`` (one call per frame, the paper's Appendix F.5 input)
-            or ``clip`` (one call per clip, one answer for every frame).
+        model_scope: for ``model``: ``clip`` (default: one call per clip listing every frame's image
+            and audio descriptions, one answer applied to all its frames, as the issue specifies and
+            the F.5 system prompt's "Image 0, Image 1, ... each a frame caption" reads) or ``frame``
+            (one call per frame, the layout of the paper's single-image F.5 example).
         temperature, seed, max_tokens: generation settings (all part of the cache key).
         cache_dir: directory of the response cache; None disables caching.
         concurrency: maximum LLM calls in flight.
@@ -419,7 +421,7 @@ class ChatTranslator(Translator):
         model: str,
         strategy: str = "prompt_frame",
         prompt_file: str | Path | None = None,
-        model_scope: ModelScope = "frame",
+        model_scope: ModelScope = "clip",
         temperature: float = 0.0,
         seed: int | None = None,
         max_tokens: int = 1024,

@@ -231,9 +231,10 @@ def parse_answer_text(text: str, *, max_phrase_words: int = 8) -> FrameAnswer:
     return FrameAnswer(kept, "ok" if kept else "silent")
 
 
-def _align_entries(entries: list[str], n_frames: int) -> tuple[list[str | None], list[str]]:
+def _align_entries(entries: list[str], n_frames: int) -> tuple[list[str | None], list[str], bool]:
     """Assign answer lines to frames: by their ``frame N`` labels when every line has a distinct
-    one, by position otherwise. Returns (text per frame or None, notes)."""
+    one, by position otherwise. Returns (text per frame or None, notes, ambiguous): more unlabelled
+    lines than frames cannot be assigned, so the answer is ambiguous and every frame falls back."""
     labelled = [_split_label(entry) for entry in entries]
     texts = [text for _, text in labelled]
     labels = [label for label, _ in labelled if label is not None]
@@ -248,14 +249,15 @@ def _align_entries(entries: list[str], n_frames: int) -> tuple[list[str | None],
                 per_frame[label] = text
             else:
                 notes.append(f"ignored answer for frame {label} (clip has {n_frames}): {text!r}")
-        return per_frame, notes
+        return per_frame, notes, False
     if labels:
         notes.append("answer frame labels missing or repeated; aligned answers by position")
-    for t, text in enumerate(texts[:n_frames]):
-        per_frame[t] = text
     if len(texts) > n_frames:
-        notes.append(f"{len(texts)} answers for {n_frames} frames; ignored extra: {texts[n_frames:]!r}")
-    return per_frame, notes
+        notes.append(f"{len(texts)} unlabelled answers for {n_frames} frames: cannot tell which is which")
+        return per_frame, notes, True
+    for t, text in enumerate(texts):
+        per_frame[t] = text
+    return per_frame, notes, False
 
 
 def _parse_per_frame(response: str, n_frames: int, max_phrase_words: int) -> ParsedResponse:
@@ -263,7 +265,9 @@ def _parse_per_frame(response: str, n_frames: int, max_phrase_words: int) -> Par
     if not blocks:
         return ParsedResponse((FrameAnswer((), "missing"),) * n_frames, ("no <answer> tag in response",))
     entries = [line for block in blocks for line in _block_lines(block)]
-    per_frame, notes = _align_entries(entries, n_frames)
+    per_frame, notes, ambiguous = _align_entries(entries, n_frames)
+    if ambiguous:
+        return ParsedResponse((FrameAnswer((), "malformed"),) * n_frames, tuple(notes))
     answers = tuple(
         FrameAnswer((), "missing") if text is None else parse_answer_text(text, max_phrase_words=max_phrase_words)
         for text in per_frame
