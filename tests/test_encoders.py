@@ -45,22 +45,24 @@ def test_vggish_output_is_128d_nonnegative_and_frozen() -> None:
 
 
 def test_vggish_flattens_channels_last() -> None:
-    """Embedding input index 1 is (time 0, mel 0, channel 1) in torchvggish's transposed flatten."""
+    """Embedding input index c is (time 0, mel 0, channel c) in torchvggish's transposed flatten."""
     torch.manual_seed(0)
     model = VGGish(tiny=True)
+    x = torch.randn(3, 1, 96, 64)
+    with torch.no_grad():
+        features = model.features(x)  # [3, C, 6, 4], non-negative
+    # a channel c >= 1 whose (time 0, mel 0) value is not zero for every example
+    c = next(c for c in range(1, features.shape[1]) if features[:, c, 0, 0].abs().sum() > 0)
     with torch.no_grad():
         for layer in (model.embeddings[0], model.embeddings[2], model.embeddings[4]):
             layer.weight.zero_()
             layer.bias.zero_()
-        model.embeddings[0].weight[0, 1] = 1.0
+        model.embeddings[0].weight[0, c] = 1.0
         model.embeddings[2].weight[0, 0] = 1.0
         model.embeddings[4].weight[0, 0] = 1.0
-    x = torch.randn(3, 1, 96, 64)
-    features = model.features(x)  # [3, C, 6, 4], non-negative
-    assert features[:, 1, 0, 0].abs().sum() > 0
-    assert torch.equal(model(x)[:, 0], features[:, 1, 0, 0])
-    # A channel-first flatten would have read (channel 0, time 0, mel 1) instead.
-    assert not torch.equal(features[:, 1, 0, 0], features[:, 0, 0, 1])
+    assert torch.equal(model(x)[:, 0], features[:, c, 0, 0])
+    # A channel-first flatten would have read index c as (channel c // 24, time c % 24 // 4, mel c % 4).
+    assert not torch.equal(features[:, c, 0, 0], features[:, c // 24, c % 24 // 4, c % 4])
 
 
 def test_vggish_rejects_wrong_input_shape() -> None:

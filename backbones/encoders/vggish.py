@@ -58,10 +58,22 @@ class VGGish(nn.Module):
             nn.Linear(hidden, EMBEDDING_DIM),
             nn.ReLU(inplace=True),
         )
+        if tiny:
+            self._init_informative()
         self.frozen = frozen
         if frozen:
             self.requires_grad_(False)
             self.eval()
+
+    def _init_informative(self) -> None:
+        """He-normal weights and zero biases for the tiny preset. The recipes use the pretrained,
+        frozen VGGish; a frozen *random* one with PyTorch's default init shrinks the signal at every
+        layer until the bias dominates, so every sound gives almost the same embedding and a tiny
+        model in the tests could not learn anything from audio. This init keeps the variance."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
 
     def train(self, mode: bool = True) -> VGGish:
         """Keep eval mode when frozen, whatever the parent asks."""
