@@ -88,7 +88,10 @@ class ClipDataset(Dataset):
         seed: makes the choice of negatives and their audio reproducible.
         only_negative: every item is a negative of this kind (robust evaluation). Such items keep
             the clip's original masks, as AVSBench-Robust scores negatives against the positive GT
-            (mIoU_N, F_N); mixed-in training negatives get empty masks on every frame instead.
+            (mIoU_N, F_N); mixed-in training negatives get empty masks instead, on the frames the
+            clip supervises (S4 train: frame 1 only, as AVSBench-Robust's ``empty_GT.png``), so a
+            negative clip weighs as much in the loss as a positive one and ``negative_ratio`` is
+            also the share of supervised frames.
     """
 
     def __init__(
@@ -146,7 +149,6 @@ class ClipDataset(Dataset):
             audio = self.negatives(clip.num_frames)(clip_index, kind, draw=index)
             if self.only_negative is None:
                 masks = np.zeros_like(masks)
-                has_label = np.ones_like(has_label)
         return {
             "frames": torch.from_numpy(sample.frames),
             "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),

@@ -694,7 +694,17 @@ def load_checkpoint(path: str | Path, cfg_path: str | Path | None = None) -> tup
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    module = AVSLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    # The checkpoint holds every weight, so the backbone is rebuilt without the local weight files it
+    # started from (pretrained_*): they are not needed and may not exist on this machine.
+    hparams = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
+    overrides: dict[str, Any] = {}
+    if isinstance(hparams.get("backbone"), Mapping):
+        overrides["backbone"] = {
+            k: v for k, v in hparams["backbone"].items() if not str(k).startswith(WEIGHT_FILE_ARG_PREFIX)
+        }
+    module = AVSLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
+    if overrides:  # keep the weight files as provenance (export_config's ``initial_weights``)
+        module.hparams["backbone"] = dict(hparams["backbone"])
     if cfg_path is not None and not Path(cfg_path).is_file():
         raise FileNotFoundError(f"training config not found: {cfg_path}")
     found = Path(cfg_path) if cfg_path is not None else run_config_of(path)

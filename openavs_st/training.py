@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from openavs_st.config import ConfigError
 from openavs_st.data.store import scrub_secrets
-from openavs_st.datamodule import AVSDataModule, SourceSpec
+from openavs_st.datamodule import SOURCES, AVSDataModule, SourceSpec
 from openavs_st.module import AVSLitModule
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ def plain(cfg: Any) -> Any:
 
 
 def source_spec(node: DictConfig, what: str) -> SourceSpec:
+    if node.get("name") not in SOURCES:
+        raise ConfigError(
+            f"{what}.name={node.get('name')} cannot be loaded for training or evaluation; use one of "
+            f"{', '.join(SOURCES)} (71-class AVSS is not supported: data=avsbench_avss_binary trains on its masks)"
+        )
     root = node.get("root")
     if root in (None, "", "???", "None"):
         raise ConfigError(
@@ -80,6 +85,15 @@ def build_module(cfg: DictConfig) -> AVSLitModule:
         lambda_sim=float(robust.get("lambda_sim", 0.0)),
         robust_test_kinds=robust_kinds(cfg),
     )
+
+
+def check_data(cfg: DictConfig) -> None:
+    """Fail early, before any model is built, when ``data.root`` (or ``data.eval.root``) is unset or
+    missing: the error names the key to set."""
+    source_spec(cfg.data, "data")
+    eval_node = cfg.data.get("eval")
+    if eval_node:
+        source_spec(eval_node, "data.eval")
 
 
 def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
@@ -267,7 +281,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, export. Returns the final metrics by logged name."""
     L.seed_everything(int(cfg.seed), workers=True)
     output_dir = output_dir_of(cfg)
-    ckpt_path, output_dir = resolve_resume(cfg, output_dir)
+    ckpt_path, resume_dir = resolve_resume(cfg, output_dir)
+    trained = bool(cfg.get("train", True))
+    if trained:  # a resumed fit continues in its run folder; train=false writes into its own
+        output_dir = resume_dir
+    check_data(cfg)  # a missing data root fails before the (possibly large) model is built
     module = build_module(cfg)
     datamodule = build_datamodule(cfg, module)
     info = checkpoint_info(ckpt_path)
@@ -277,12 +295,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     OmegaConf.save(OmegaConf.create(scrub_secrets(plain(cfg))), output_dir / "config_resolved.yaml")
     try:
         metrics: dict[str, float] = {}
-        if cfg.get("train", True):
+        if not trained and ckpt_path is not None:
+            # train=false ckpt_path=...: test and export that checkpoint, not freshly built weights.
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state, strict=True)
+        if trained:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         test = cfg.get("test") or {}
         if test.get("run", True) and not trainer.fast_dev_run:
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback and trained else ""
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(module.test_results)
         export = cfg.get("export") or {}

@@ -260,3 +260,27 @@ def test_export_cli_usage_and_missing_checkpoint(tmp_path: Path, capsys: pytest.
     assert export_main(["out=x"]) == 2
     assert export_main([f"ckpt={tmp_path / 'none.ckpt'}", f"out={tmp_path / 'o'}"]) == 1
     assert f"checkpoint not found: {tmp_path / 'none.ckpt'}" in capsys.readouterr().err
+
+
+def test_export_cli_from_a_checkpoint_whose_initial_weight_files_are_gone(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A run that started from local weight files (backbone.pretrained_*) records them in the
+    checkpoint's hyper-parameters; exporting it elsewhere must not need those files (the checkpoint
+    holds every weight), and the export keeps them as provenance."""
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    gone = str(tmp_path / "elsewhere" / "vggish-10086976.pth")
+    ckpt["hyper_parameters"]["backbone"] = {**ckpt["hyper_parameters"]["backbone"], "pretrained_vggish": gone}
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_checkpoint.parent.parent / "config_resolved.yaml", run / "config_resolved.yaml")
+    moved = run / "checkpoints" / "last.ckpt"
+    torch.save(ckpt, moved)
+
+    out = tmp_path / "export"
+    assert export_main([f"ckpt={moved}", f"out={out}"]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["training"]["initial_weights"] == {"pretrained_vggish": gone}
+    assert "pretrained_vggish" not in config["backbone"]
+    reference = AVSLitModule.load_from_checkpoint(tiny_checkpoint, map_location="cpu", weights_only=True).eval()
+    frames, audio = random_inputs(1, seed=6)
+    with torch.no_grad():
+        assert torch.equal(openavs_st.load_model(out)(frames, audio).logits, reference.net(frames, audio).logits)

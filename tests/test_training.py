@@ -91,18 +91,78 @@ def test_tiny_tpavi_learns(plain_run: dict[str, float], synth: Path) -> None:
 
 
 def test_negatives_cut_false_positives(plain_run: dict[str, float], synth: Path, tmp_path: Path) -> None:
-    robust = run(tmp_path, synth, "backbone=tpavi", "backbone.preset=tiny", "trainer.max_epochs=6",
-                 "recipe.lr=1e-3", "test.robust=true", "robust.negative_ratio=0.5", "robust.lambda_sim=0.5")
+    robust = run(tmp_path, synth, "backbone=tpavi", "backbone.preset=tiny", "trainer.max_epochs=15",
+                 "recipe.lr=3e-3", "test.robust=true", "robust.negative_ratio=0.3", "robust.lambda_sim=0.5")
     for kind in ("silence", "noise"):
         before, after = plain_run[f"test_{kind}/fpr"], robust[f"test_{kind}/fpr"]
         assert after < 0.5 * before, (kind, before, after)
+    # ... by listening, not by going blind: positives are still segmented (no collapse to empty masks).
+    assert robust["test/miou_avsbench"] > trivial_miou(synth, 10.0) + 0.1, robust["test/miou_avsbench"]
     for key in ("test_robust/g_miou", "test_robust/g_f", "test_robust/g_fpr"):
         assert key in robust and 0.0 <= robust[key] <= 1.0
+
+
+def test_training_negatives_are_empty_on_the_supervised_frames_only(synth: Path) -> None:
+    """S4 train supervises frame 1: a mixed-in negative clip gets an empty target on that frame only
+    (as AVSBench-Robust's empty_GT.png), so it weighs in the loss like a positive clip; off-screen
+    audio is another category's clip of the same split."""
+    import numpy as np
+
+    from openavs_st.data.avsbench import S4Reader
+    from openavs_st.data.transforms import ClipTransform
+    from openavs_st.datamodule import ClipDataset
+
+    clips = S4Reader(synth, "train")
+    data = ClipDataset(clips, ClipTransform(64), negative_ratio=0.2, negative_kinds=("offscreen", "silence"), seed=3)
+    n = len(clips)
+    assert len(data) == n + round(n * 0.2 / 0.8)  # negatives are 20% of the items
+    categories = clips.categories()
+    negatives = [data[i] for i in range(n, len(data))]
+    assert {item["negative_kind"] for item in negatives} == {"offscreen", "silence"}
+    for index, item in zip(range(n, len(data)), negatives):
+        clip_index = data.items[index][0]
+        assert item["negative"] == 1 and float(item["masks"].abs().sum()) == 0.0
+        assert item["has_label"].tolist() == [True, False, False, False, False]
+        assert torch.equal(item["has_label"], data[clip_index]["has_label"])
+        if item["negative_kind"] == "offscreen":
+            partners = [j for j in range(n) if np.array_equal(clips.log_mel_of(j), item["audio"].numpy())]
+            assert partners and all(categories[j] != categories[clip_index] for j in partners)
 
 
 def test_pseudo_store_needs_eval_source(tmp_path: Path, synth: Path) -> None:
     with pytest.raises(ConfigError, match="data.root"):
         run(tmp_path, synth, "data=pseudo", "data.root=???")
+
+
+def test_missing_data_root_fails_before_the_model_is_built(tmp_path: Path, synth: Path) -> None:
+    """The backbone names a weight file that does not exist: building it would fail with that file's
+    error, so getting the data.root message proves the data config is checked first."""
+    missing_weights = f"backbone.pretrained_vggish={tmp_path / 'missing_vggish.pth'}"
+    with pytest.raises(ConfigError, match=r"data\.root is not set for data\.name=avsbench_ms3"):
+        run(tmp_path, synth, "data=avsbench_ms3", "data.root=null", "backbone.preset=tiny", missing_weights)
+    with pytest.raises(ConfigError, match=r"data\.eval\.root is not set"):
+        run(tmp_path, synth, "data=pseudo", f"data.root={synth}", "data.eval.root=null", "backbone.preset=tiny",
+            missing_weights)
+    with pytest.raises(ConfigError, match=r"data\.name=avsbench_avss cannot be loaded .* avsbench_avss_binary"):
+        run(tmp_path, synth, "data=avsbench_avss", f"data.root={synth}", "backbone.preset=tiny")
+
+
+def test_train_false_tests_and_exports_the_given_checkpoint(synth: Path, tmp_path: Path) -> None:
+    common = ["backbone=tpavi", "backbone.preset=tiny", "recipe.lr=1e-2", "trainer.limit_train_batches=2",
+              "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]
+    fitted = run(tmp_path / "a", synth, *common, "trainer.max_epochs=1")
+    ckpt = tmp_path / "a" / "run" / "checkpoints" / "epoch_000.ckpt"
+    assert ckpt.is_file()
+    evaluated = run(tmp_path / "b", synth, *common, "train=false", f"ckpt_path={ckpt}",
+                    "export.enabled=true")
+    for key in ("test/miou_avsbench", "test/f_avsbench", "test/fpr"):
+        assert evaluated[key] == pytest.approx(fitted[key], abs=1e-9), key
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    from safetensors.torch import load_file
+
+    exported = load_file(str(tmp_path / "b" / "run" / "export" / "model.safetensors"))
+    assert exported.keys() == state.keys()
+    assert all(torch.equal(exported[k], state[k]) for k in state)
 
 
 TRAIN_CMD = [
