@@ -65,3 +65,37 @@ class ValidationOverlays(L.Callback):
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 logger.experiment.log({"val/overlays": self._images, "epoch": trainer.current_epoch})
+
+
+class BestValidationMetrics(L.Callback):
+    """Keeps every ``val/*`` value of the epoch whose ``monitor`` was best (the epoch of the best
+    checkpoint, which is the one tested and exported), plus ``val/best_epoch``. Part of the
+    checkpoint state, so a resumed run remembers the best epoch of its first part."""
+
+    def __init__(self, monitor: str = "val/miou_avsbench", mode: str = "max") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.monitor = monitor
+        self.mode = mode
+        self.best: float | None = None
+        self.metrics: dict[str, float] = {}
+
+    @property
+    def state_key(self) -> str:
+        return f"BestValidationMetrics[{self.monitor}]"
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best = value
+            self.metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.metrics["val/best_epoch"] = float(trainer.current_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "metrics": dict(self.metrics)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get("best")
+        self.metrics = dict(state_dict.get("metrics") or {})

@@ -222,7 +222,7 @@ def log_export_artifact(cfg: DictConfig, loggers: list[Logger], export_dir: Path
 
 
 def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list[Logger]) -> list[Callback]:
-    from openavs_st.callbacks import ValidationOverlays
+    from openavs_st.callbacks import BestValidationMetrics, ValidationOverlays
 
     node = cfg.get("callbacks") or {}
     callbacks: list[Callback] = []
@@ -240,6 +240,8 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list[Logger]) ->
                 auto_insert_metric_name=False,
             )
         )
+        # The val/* values of that best epoch, for metrics.json and the model card.
+        callbacks.append(BestValidationMetrics(ck.get("monitor", "val/miou_avsbench"), ck.get("mode", "max")))
         if ck.get("save_last", True):
             # last.ckpt after every epoch, for ckpt_path=last. Lightning's own save_last only writes
             # it when a top-k checkpoint was written, so a run whose metric stops improving would
@@ -301,7 +303,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             module.load_state_dict(state, strict=True)
         if trained:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+            from openavs_st.callbacks import BestValidationMetrics
+
+            best_val = next((c.metrics for c in callbacks if isinstance(c, BestValidationMetrics)), None)
+            # The best epoch's validation values (its weights are tested and exported), else the last's.
+            metrics.update(best_val or {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         test = cfg.get("test") or {}
         if test.get("run", True) and not trainer.fast_dev_run:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback and trained else ""

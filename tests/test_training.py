@@ -277,3 +277,26 @@ def test_experiment_presets_compose_to_their_backbone_and_data(preset: str, tmp_
         assert cfg.data.name == "pseudo" and cfg.data.eval.name == "avsbench_s4"
     if preset.startswith("robust_"):
         assert cfg.robust.negative_ratio > 0 and cfg.robust.lambda_sim > 0 and cfg.test.robust
+
+
+def test_reported_validation_metrics_are_those_of_the_best_epoch(synth: Path, tmp_path: Path) -> None:
+    """metrics.json / the model card pair the tested (best) checkpoint with its own epoch's val/*."""
+    import csv
+    import json
+
+    overrides = [o for o in FAST if not o.startswith(("logger=", "export."))]
+    cfg = compose(["data=synthetic", f"data.root={synth}", f"paths.log_dir={tmp_path / 'logs'}",
+                   f"paths.output_dir={tmp_path / 'run'}", *overrides, "logger=csv", "backbone=tpavi",
+                   "backbone.preset=tiny", "trainer.max_epochs=4", "recipe.lr=1e-3", "test.run=false"])
+    (tmp_path / "run").mkdir()
+    metrics = train(cfg)
+    with (tmp_path / "run" / "csv" / "metrics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/miou_avsbench")]
+    assert len(rows) == 4
+    values = [float(r["val/miou_avsbench"]) for r in rows]
+    best = values.index(max(values))  # the first of equals, as ModelCheckpoint keeps it
+    assert metrics["val/best_epoch"] == int(rows[best]["epoch"])
+    assert metrics["val/miou_avsbench"] == pytest.approx(values[best])
+    assert metrics["val/fpr"] == pytest.approx(float(rows[best]["val/fpr"]))
+    exported = json.loads((tmp_path / "run" / "export" / "metrics.json").read_text())
+    assert exported["val/best_epoch"] == metrics["val/best_epoch"]
