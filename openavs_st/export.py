@@ -179,7 +179,8 @@ def export_config(module: AVSLitModule, cfg: Any = None) -> dict[str, Any]:
         "dataset": hparams.get("dataset", recipe["dataset"]),
         "recipe": recipe,
         "input": {
-            "num_frames": int(recipe["num_frames"]),
+            # the clips' T when the data sets it (AVSS/AVSS-binary: 10, though they follow the MS3 recipe)
+            "num_frames": int(data.get("num_frames") or recipe["num_frames"]),
             "size": [size, size],
             "frames": "RGB [B, T, 3, H, W] float32: pixel / 255, then (x - mean) / std",
             "mean": list(IMAGENET_MEAN),

@@ -284,3 +284,13 @@ def test_export_cli_from_a_checkpoint_whose_initial_weight_files_are_gone(tiny_c
     frames, audio = random_inputs(1, seed=6)
     with torch.no_grad():
         assert torch.equal(openavs_st.load_model(out)(frames, audio).logits, reference.net(frames, audio).logits)
+
+
+def test_export_records_the_trained_clip_length(plain_export: tuple[AVSLitModule, Path], tmp_path: Path) -> None:
+    """AVSS-binary trains 10-frame clips with the MS3 recipe (T=5): inference must use T=10 windows."""
+    module, _ = plain_export
+    cfg = {"data": {"name": "avsbench_avss_binary", "root": "/data/avss", "num_frames": 10}}
+    out = export_module(module, tmp_path / "export", cfg=cfg)
+    assert yaml.safe_load((out / "config.yaml").read_text())["input"]["num_frames"] == 10
+    plain = yaml.safe_load((export_module(module, tmp_path / "plain")).joinpath("config.yaml").read_text())
+    assert plain["input"]["num_frames"] == module.recipe.num_frames == 5
