@@ -511,11 +511,21 @@ class ChatModel:
 
 class ChatBackend:
     """Mixin of the generative audio and image describers: a :class:`ChatModel` (``self.chat``) over the
-    subclass's :attr:`family` and loaders."""
+    subclass's :attr:`family` and loaders, put before the describer base in the bases.
+
+    Args:
+        model: Hub id or local directory.
+        config: tiny random build instead of ``model`` (see :class:`LazyModel`).
+        device, dtype, seed: see :class:`LazyModel`.
+        max_new_tokens: generation budget per description.
+        system_prompt: system message (None: none; the chat template may add its own default).
+        prompts, batch_size: passed to the describer base (``batch_size=None``: :attr:`default_batch_size`).
+    """
 
     family: ClassVar[str]
     media_type: ClassVar[str]
     media_first: ClassVar[bool]
+    default_batch_size: ClassVar[int]
 
     @staticmethod
     @abstractmethod
@@ -527,17 +537,20 @@ class ChatBackend:
     def build_random(config: dict[str, Any]) -> tuple[Any, Any]:
         """A tiny random processor and model, built offline."""
 
-    def _init_chat(
+    def __init__(
         self,
         model: str | Path | None,
         *,
-        config: Mapping[str, Any] | None,
-        device: str,
-        dtype: str,
-        seed: int,
-        max_new_tokens: int,
-        system_prompt: str | None,
+        config: Mapping[str, Any] | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        seed: int = 0,
+        max_new_tokens: int = 256,
+        system_prompt: str | None = None,
+        prompts: Sequence[str] | None = None,
+        batch_size: int | None = None,
     ) -> None:
+        super().__init__(prompts=prompts, batch_size=self.default_batch_size if batch_size is None else batch_size)
         lazy = LazyModel(
             self.family,
             model,
@@ -556,47 +569,20 @@ class ChatBackend:
             max_new_tokens=max_new_tokens,
         )
 
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), **self.chat.provenance()}  # type: ignore[misc]
+
 
 class GenerativeAudioDescriber(ChatBackend, AudioDescriber):
     """An audio-language model (transformers) prompted once per (segment, prompt), decoded greedily.
 
     Subclasses set :attr:`family` and :attr:`media_first` and provide the two loaders; their constructors
-    give the default model id (and system prompt).
-
-    Args:
-        model: Hub id or local directory.
-        config: tiny random build instead of ``model`` (see :class:`LazyModel`).
-        device, dtype, seed: see :class:`LazyModel`.
-        max_new_tokens: generation budget per description.
-        system_prompt: system message (None: none; the chat template may add its own default).
-        prompts, batch_size: see :class:`AudioDescriber`; a batch is ``batch_size`` (segment, prompt) pairs.
+    give the default model id (and system prompt). Arguments: see :class:`ChatBackend`; a batch is
+    ``batch_size`` (segment, prompt) pairs (default 8).
     """
 
     media_type = "audio"
-
-    def __init__(
-        self,
-        model: str | Path | None,
-        *,
-        config: Mapping[str, Any] | None = None,
-        device: str = "cpu",
-        dtype: str = "auto",
-        seed: int = 0,
-        max_new_tokens: int = 256,
-        system_prompt: str | None = None,
-        prompts: Sequence[str] | None = None,
-        batch_size: int = 8,
-    ) -> None:
-        super().__init__(prompts=prompts, batch_size=batch_size)
-        self._init_chat(
-            model,
-            config=config,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            system_prompt=system_prompt,
-        )
+    default_batch_size = 8
 
     @property
     def sample_rate(self) -> int:
@@ -618,9 +604,6 @@ class GenerativeAudioDescriber(ChatBackend, AudioDescriber):
             return self.chat.generate(self._inputs(chunk, chunk_prompts))
 
         return batched_pairs(waves, prompts, self.batch_size, run)
-
-    def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), **self.chat.provenance()}
 
 
 # --- audio taggers -------------------------------------------------------------------------------

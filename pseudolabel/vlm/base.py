@@ -13,8 +13,7 @@ or transformers at import time.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -112,40 +111,12 @@ class GenerativeImageDescriber(ChatBackend, ImageDescriber):
     :class:`~pseudolabel.alm.base.ChatBackend`); their constructors give the default model id (and system
     prompt).
 
-    Args:
-        model: Hub id or local directory.
-        config: tiny random build instead of ``model`` (see :class:`~pseudolabel.alm.base.LazyModel`).
-        device, dtype, seed: see :class:`~pseudolabel.alm.base.LazyModel`.
-        max_new_tokens: generation budget per description.
-        system_prompt: system message (None: none; the chat template may add its own default).
-        prompts, batch_size: see :class:`ImageDescriber`.
+    Arguments: see :class:`~pseudolabel.alm.base.ChatBackend`; a batch is ``batch_size`` (image, prompt)
+    pairs (default 4).
     """
 
     media_type = "image"
-
-    def __init__(
-        self,
-        model: str | Path | None,
-        *,
-        config: Mapping[str, Any] | None = None,
-        device: str = "cpu",
-        dtype: str = "auto",
-        seed: int = 0,
-        max_new_tokens: int = 256,
-        system_prompt: str | None = None,
-        prompts: Sequence[str] | None = None,
-        batch_size: int = 4,
-    ) -> None:
-        super().__init__(prompts=prompts, batch_size=batch_size)
-        self._init_chat(
-            model,
-            config=config,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            system_prompt=system_prompt,
-        )
+    default_batch_size = 4
 
     def model_inputs(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> Any:
         """The processor output (on the model's device) for ``images[i]`` paired with ``prompts[i]``."""
@@ -160,6 +131,3 @@ class GenerativeImageDescriber(ChatBackend, ImageDescriber):
             return self.chat.generate(self.chat.inputs(chunk_prompts, images=chunk))
 
         return batched_pairs(images, prompts, self.batch_size, run)
-
-    def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), **self.chat.provenance()}
