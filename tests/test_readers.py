@@ -134,7 +134,7 @@ def test_check_names_missing_and_corrupt_files(damaged_s4, capsys) -> None:
     out = capsys.readouterr().out
     assert status == 1
     assert f"missing: {missing}" in out
-    assert f"corrupt" in out and str(truncated) in out
+    assert "corrupt" in out and str(truncated) in out
     assert "2 problem(s) found" in out
     assert f"{'train':<5} {3:>6} clips" in out
 
