@@ -33,6 +33,7 @@ from pseudolabel.evaluate import evaluate_store
 from pseudolabel.evaluate import main as evaluate_main
 from pseudolabel.inputs import AVSBenchSource, UnpairedSource, VideoFolderSource
 from pseudolabel.openavs import OpenAVSLabeler, label_clips
+from tiny_vision import tiny_grounding_dino, tiny_sam2
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -57,38 +58,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tagger = alm.create_alm("ast", config={"id2label": dict(enumerate(TAGS))}, top_k=1)
     tagger.lazy.processor.save_pretrained(root / "ast")
     tagger.lazy.model.save_pretrained(root / "ast")
-    tokenizer = transformers.BertTokenizer(vocab={word: index for index, word in enumerate(WORDS)})
-    image_processor = transformers.GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 128})
-    dino_config = transformers.GroundingDinoConfig(
-        backbone_config=transformers.SwinConfig(
-            embed_dim=24, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], out_features=["stage2", "stage3", "stage4"]
-        ),
-        text_config=transformers.BertConfig(
-            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=len(WORDS)
-        ),
-        d_model=32, num_queries=6, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        encoder_attention_heads=2, decoder_attention_heads=2,
-    )
+    dino_config, dino_processor = tiny_grounding_dino(WORDS, num_queries=6, shortest_edge=96, longest_edge=128)
     transformers.GroundingDinoForObjectDetection(dino_config).save_pretrained(root / "dino")
-    transformers.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(root / "dino")
-    size = 128
-    sam2_config = transformers.Sam2Config(
-        vision_config=dict(
-            backbone_config=dict(
-                model_type="sam2_hiera_det_model", hidden_size=8, embed_dim_per_stage=[8, 16, 32, 64],
-                blocks_per_stage=[1, 1, 2, 1], num_attention_heads_per_stage=[1, 1, 1, 1], global_attention_blocks=[3],
-                image_size=[size, size], window_size_per_stage=[4, 4, 4, 4],
-                window_positional_embedding_background_size=[2, 2],
-            ),
-            backbone_channel_list=[64, 32, 16, 8],
-            backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
-            fpn_hidden_size=32,
-        ),
-        prompt_encoder_config=dict(hidden_size=32, image_size=size),
-        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
-    )
+    dino_processor.save_pretrained(root / "dino")
+    sam2_config, sam2_processor = tiny_sam2(128)
     transformers.Sam2Model(sam2_config).save_pretrained(root / "sam2")
-    sam2_processor = transformers.Sam2Processor(image_processor=transformers.Sam2ImageProcessor(size={"height": size, "width": size}))
     sam2_processor.save_pretrained(root / "sam2")
     return {"ast": root / "ast", "dino": root / "dino", "sam2": root / "sam2"}
 

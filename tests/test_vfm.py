@@ -28,6 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+from tiny_vision import tiny_grounding_dino, tiny_sam2  # noqa: E402
 
 HAS_SAM2 = importlib.util.find_spec("sam2") is not None
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,26 +60,7 @@ def _images() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def dino_parts() -> tuple[object, object]:
     """A tiny GroundingDINO config (0.9M parameters) and its processor with a 13-word vocabulary."""
-    tokenizer = transformers.BertTokenizer(vocab={word: index for index, word in enumerate(VOCAB)})
-    image_processor = transformers.GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
-    processor = transformers.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    config = transformers.GroundingDinoConfig(
-        backbone_config=transformers.SwinConfig(
-            embed_dim=24, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], out_features=["stage2", "stage3", "stage4"]
-        ),
-        text_config=transformers.BertConfig(
-            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=len(VOCAB)
-        ),
-        d_model=32,
-        num_queries=20,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-    )
-    return config, processor
+    return tiny_grounding_dino(VOCAB)
 
 
 def _sam_parts() -> tuple[object, object]:
@@ -107,29 +89,7 @@ def _sam_parts() -> tuple[object, object]:
 
 
 def _sam2_parts() -> tuple[object, object]:
-    size = MODEL_SIZE
-    config = transformers.Sam2Config(
-        vision_config=dict(
-            backbone_config=dict(
-                model_type="sam2_hiera_det_model",
-                hidden_size=8,
-                embed_dim_per_stage=[8, 16, 32, 64],
-                blocks_per_stage=[1, 1, 2, 1],
-                num_attention_heads_per_stage=[1, 1, 1, 1],
-                global_attention_blocks=[3],
-                image_size=[size, size],
-                window_size_per_stage=[4, 4, 4, 4],
-                window_positional_embedding_background_size=[2, 2],
-            ),
-            backbone_channel_list=[64, 32, 16, 8],
-            backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
-            fpn_hidden_size=32,
-        ),
-        prompt_encoder_config=dict(hidden_size=32, image_size=size),
-        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
-    )
-    image_processor = transformers.Sam2ImageProcessor(size={"height": size, "width": size})
-    return config, transformers.Sam2Processor(image_processor=image_processor)
+    return tiny_sam2(MODEL_SIZE)
 
 
 SEGMENTERS = ["sam", "sam2", pytest.param("sam2_official", marks=pytest.mark.skipif(not HAS_SAM2, reason="no sam2"))]
