@@ -272,7 +272,7 @@ def test_hf_backend_runs_end_to_end_and_falls_back(tiny_chat_model: Path, tmp_pa
 
     record = result.record
     assert record.backend == "hf" and len(record.raw_responses) == 1
-    assert 1 <= record.completion_tokens <= 12
+    assert record.completion_tokens == 12  # the max_tokens budget: a greedy random model never stops early here
     assert record.prompt_tokens > len(translator.system_prompt)  # byte-level: >= one token per byte
     assert record.cost_usd is None  # a local model has no price entry
     for t, status in enumerate(record.frame_status):  # whatever it produced, each frame is resolved

@@ -337,8 +337,12 @@ def test_killed_run_resumes_with_every_clip_once(models, tmp_path: Path) -> None
     assert process.poll() is None, "the run finished before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done_before = len(load_records(out))
-    assert 1 <= done_before < 8
+    recorded = load_records(out)
+    done_before = len(recorded)
+    assert done_before < 8, "the run was not killed mid-way"
+    for clip_id in recorded:  # at the kill: a clip is in the manifest only once all its files are written
+        assert sorted(p.name for p in (out / "masks" / clip_id).iterdir()) == [f"{t}.png" for t in range(5)]
+        assert (out / "audio" / f"{clip_id}.wav").is_file()
 
     finished = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
