@@ -191,3 +191,40 @@ def test_a_clip_id_that_looks_like_a_key_is_kept(tmp_path: Path) -> None:
     assert rec["frames"] == [f"frames/{cid}/0.png", f"frames/{cid}/1.png"] and rec["audio"] == f"audio/{cid}.wav"
     assert StoreWriter(tmp_path, labeler="x").pending([cid]) == []
     assert PseudoLabelStore(tmp_path)[0].id == cid
+
+
+def test_summarize_hand_computed_records() -> None:
+    from openavs_st.data.store import SUMMARY_KEYS, summarize
+
+    records = [
+        {  # a labeler record: frames_info decides which frames count (the padding frame 2 does not)
+            "id": "a",
+            "status": "ok",
+            "mask_area": [0.5, 0.0, 0.0],
+            "frames_info": [{"t": 0, "valid": True, "mask_area": 0.5}, {"t": 1, "valid": True, "mask_area": 0.0},
+                            {"t": 2, "valid": False, "mask_area": 0.0}],
+            "llm": {"calls": 2, "cache_hits": 1, "prompt_tokens": 100, "completion_tokens": 20, "cost_usd": 0.25},
+        },
+        {"id": "b", "status": "ok", "mask_area": [0.25, 0.75]},  # no frames_info: every frame counts
+        {  # a failure still spent LLM tokens
+            "id": "c",
+            "status": "failed: ground/segment boom",
+            "llm": {"calls": 1, "cache_hits": 0, "prompt_tokens": 7, "completion_tokens": 3, "cost_usd": 0.5},
+        },
+        {"id": "d", "status": "failed: no audio", "llm": None},
+    ]
+    s = summarize(records)
+    assert tuple(s) == SUMMARY_KEYS
+    assert s == {
+        "clips_ok": 2,
+        "clips_failed": 2,
+        "frames": 4,
+        "empty_mask_frames": 1,
+        "mean_mask_area": pytest.approx((0.5 + 0.0 + 0.25 + 0.75) / 4),
+        "llm_calls": 3,
+        "llm_cache_hits": 1,
+        "llm_tokens": 130,
+        "llm_cost_usd": pytest.approx(0.75),
+    }
+    assert summarize([]) == dict.fromkeys(SUMMARY_KEYS, 0) | {"mean_mask_area": 0.0, "llm_cost_usd": 0.0}
+    assert summarize(iter(records)) == s  # any iterable, one pass

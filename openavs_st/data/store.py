@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,73 @@ def load_records(root: Path) -> dict[str, dict[str, Any]]:
                 continue
             records[rec["id"]] = rec
     return records
+
+
+# The store's summary: these keys, in this order, computed only by :func:`summarize`.
+SUMMARY_KEYS = (
+    "clips_ok",
+    "clips_failed",
+    "frames",
+    "empty_mask_frames",
+    "mean_mask_area",
+    "llm_calls",
+    "llm_cache_hits",
+    "llm_tokens",
+    "llm_cost_usd",
+)
+
+
+def is_ok(record: Mapping[str, Any]) -> bool:
+    """True for a record of a labelled clip (``status == "ok"``), False for a failure."""
+    return record.get("status") == STATUS_OK
+
+
+def labelled_mask_areas(record: Mapping[str, Any]) -> list[float]:
+    """Mask areas of a record's labelled frames: its ``frames_info`` entries that are ``valid`` (default
+    true; AVSS padding frames are not), or, for a record without ``frames_info``, its ``mask_area``."""
+    info = record.get("frames_info")
+    if info is None:
+        return [float(a) for a in record.get("mask_area") or []]
+    return [float(f["mask_area"]) for f in info if f.get("valid", True)]
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary of a set of manifest records (one per clip, ok and failed), with the keys of
+    :data:`SUMMARY_KEYS`:
+
+    - ``clips_ok`` / ``clips_failed``: records by status;
+    - ``frames``: labelled frames of the ok records (see :func:`labelled_mask_areas`);
+    - ``empty_mask_frames``: those of them whose mask is empty; ``mean_mask_area``: their mean mask area
+      (0.0 without frames);
+    - ``llm_calls``, ``llm_cache_hits``, ``llm_tokens`` (prompt + completion), ``llm_cost_usd``: sums over
+      the ``llm`` entries of *every* record, failed ones included (the tokens were spent).
+    """
+    clips_ok = clips_failed = 0
+    areas: list[float] = []
+    calls = hits = tokens = 0
+    cost = 0.0
+    for rec in records:
+        if is_ok(rec):
+            clips_ok += 1
+            areas.extend(labelled_mask_areas(rec))
+        else:
+            clips_failed += 1
+        llm = rec.get("llm") or {}
+        calls += int(llm.get("calls", 0))
+        hits += int(llm.get("cache_hits", 0))
+        tokens += int(llm.get("prompt_tokens", 0)) + int(llm.get("completion_tokens", 0))
+        cost += float(llm.get("cost_usd", 0.0))
+    return {
+        "clips_ok": clips_ok,
+        "clips_failed": clips_failed,
+        "frames": len(areas),
+        "empty_mask_frames": sum(1 for a in areas if a == 0),
+        "mean_mask_area": float(np.mean(areas)) if areas else 0.0,
+        "llm_calls": calls,
+        "llm_cache_hits": hits,
+        "llm_tokens": tokens,
+        "llm_cost_usd": cost,
+    }
 
 
 class StoreWriter:
@@ -365,20 +432,5 @@ class PseudoLabelStore(Sequence[Clip]):
         return log_mel_examples(wave, sr, num_frames=int(rec["num_frames"]), pad="repeat")
 
     def summary(self) -> dict[str, Any]:
-        """Counts over every record: ok/failed clips, empty-mask frames, mean mask area, LLM usage."""
-        recs = list(self.all_records.values())
-        ok = [r for r in recs if r["status"] == STATUS_OK]
-        areas = [a for r in ok for a in r.get("mask_area", [])]
-        llm = [r.get("llm", {}) for r in recs]
-        return {
-            "clips_ok": len(ok),
-            "clips_failed": len(recs) - len(ok),
-            "frames": len(areas),
-            "empty_mask_frames": sum(1 for a in areas if a == 0),
-            "mean_mask_area": float(np.mean(areas)) if areas else 0.0,
-            "llm_calls": sum(int(x.get("calls", 0)) for x in llm),
-            "llm_cache_hits": sum(int(x.get("cache_hits", 0)) for x in llm),
-            "llm_tokens": sum(int(x.get("prompt_tokens", 0)) + int(x.get("completion_tokens", 0)) for x in llm),
-            "llm_cost_usd": sum(float(x.get("cost_usd", 0.0)) for x in llm),
-        }
-
+        """:func:`summarize` over every record of the store (all manifests, failures included)."""
+        return summarize(self.all_records.values())
