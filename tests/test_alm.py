@@ -105,7 +105,7 @@ def test_split_seconds_rejects_bad_input(wave: np.ndarray, sr: int, num_frames: 
 
 def test_registry_lists_backends_and_names_them_for_an_unknown_one() -> None:
     assert BACKENDS <= set(alm.available())
-    with pytest.raises(KeyError, match="unknown ALM backend 'pengi2'.*audio_flamingo3.*qwen2_5_omni"):
+    with pytest.raises(KeyError, match="unknown audio model 'pengi2'.*audio_flamingo3.*qwen2_5_omni"):
         alm.create_alm("pengi2")
 
 

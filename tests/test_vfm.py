@@ -151,7 +151,7 @@ def test_grounder_boxes_are_in_each_images_pixels_with_phrase_labels(dino_parts:
     # Hand computation from the raw outputs: every query is kept at threshold 0; its box is
     # cxcywh (normalised) -> xyxy times [W, H, W, H], clipped; its label is the phrase holding its
     # most probable token (tokens: [CLS] dog . cat . [SEP] / [CLS] a man . guitar . [SEP]).
-    network, _ = grounder.model.get()
+    network = grounder.lazy.model
     phrase_tokens = [{"dog": [1], "cat": [3]}, {"a man": [1, 2], "guitar": [4]}]
     for image, detection, tokens in zip(images, detections, phrase_tokens):
         height, width = image.shape[:2]
@@ -252,7 +252,7 @@ def test_grounder_loads_a_local_directory(dino_parts: tuple[object, object], tmp
     config, processor = dino_parts
     torch.manual_seed(1)
     built = GroundingDinoGrounder.from_config(config, processor, box_threshold=0.0)
-    network, _ = built.model.get()
+    network = built.lazy.model
     network.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     loaded = GroundingDinoGrounder.from_pretrained(str(tmp_path), box_threshold=0.0)
@@ -307,7 +307,7 @@ def test_segment_without_boxes_gives_empty_masks_and_no_model_call(name: str) ->
 @pytest.mark.parametrize("name", ["sam", "sam2"])
 def test_transformers_segmenter_loads_a_local_directory(name: str, tmp_path: Path) -> None:
     built = _make_segmenter(name)
-    network, processor = built.model.get()
+    network, processor = built.lazy.model, built.lazy.processor
     network.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     loaded = vfm.create_segmenter(name, model=str(tmp_path))
@@ -321,7 +321,7 @@ def test_segmenter_runs_in_the_requested_dtype() -> None:
     segmenter = _make_segmenter("sam2", dtype="bfloat16")
     small, _ = _images()
     (mask,) = segmenter.segment([small], [np.array([BOX_A])])
-    network, _ = segmenter.model.get()
+    network = segmenter.lazy.model
     assert next(network.parameters()).dtype == torch.bfloat16
     assert mask.shape == small.shape[:2] and mask.dtype == np.bool_
     with pytest.raises(ValueError, match="dtype must be one of"):

@@ -51,7 +51,7 @@ def test_importing_vlm_imports_neither_torch_nor_transformers() -> None:
 
 
 def test_registry_names_the_available_backends_for_an_unknown_one() -> None:
-    with pytest.raises(KeyError, match="unknown VLM backend 'llava'.*qwen2_5_omni.*qwen2_5_vl"):
+    with pytest.raises(KeyError, match="unknown image model 'llava'.*qwen2_5_omni.*qwen2_5_vl"):
         vlm.create_vlm("llava")
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.alm.base import AudioTagger, LazyModel, deep_merge, load_vocabulary, register
+from pseudolabel.components import LazyModel
+from pseudolabel.alm.base import AudioTagger, deep_merge, load_vocabulary, register
 
 DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
 # A 0.03M-parameter AST over 32 mel bins x 128 frames (1.28 s); labels: the shipped AudioSet names.
@@ -64,7 +65,7 @@ class ASTAudioTagger(AudioTagger):
         threshold: minimum sigmoid score of a label (0: plain top-k).
         exclude: labels never returned (default: ``Silence`` if the model has it).
         separator: joins the labels of a text.
-        config, device, dtype, seed: see :class:`~pseudolabel.alm.base.LazyModel`.
+        config, device, dtype, seed: see :class:`~pseudolabel.components.LazyModel`.
         batch_size: see :class:`~pseudolabel.alm.base.AudioDescriber`.
     """
 

@@ -1,5 +1,6 @@
-"""Audio describers (audio -> text): the interface, the one-second segmenter, the ``alm`` registry, and the
-transformers plumbing the backends (and :mod:`pseudolabel.vlm`) share.
+"""Audio describers (audio -> text): the interface, the one-second segmenter, and the chat-model plumbing the
+backends (and :mod:`pseudolabel.vlm`) share. Backends register with ``@register(name)`` (the ``alm`` role of
+:mod:`pseudolabel.components`).
 
 OpenAVS describes every one-second audio segment of a clip with an audio-language model (ALM) and a
 fixed prompt (paper, Appendix F: Pengi with three prompts, "Please describe the audio in detail" for
@@ -13,7 +14,7 @@ Two kinds of backend:
 - :class:`AudioTagger`: a classifier or zero-shot scorer whose text is its top-k labels above a
   threshold, joined by ``", "`` (``clap``, ``ast``).
 
-Every transformers model is loaded by :class:`LazyModel`: ``from_pretrained(id_or_local_dir)`` on the
+Every transformers model is held by :class:`~pseudolabel.components.LazyModel`: ``from_pretrained(id_or_local_dir)`` on the
 first call that needs it (a downloaded model works offline), or, with ``config=`` given, built with
 random weights from a tiny configuration, tokenizer and processor included, without any download
 (tests). Two describers of the same checkpoint on the same device and dtype share one loaded model
@@ -25,88 +26,18 @@ Nothing here imports torch or transformers at import time: they are imported whe
 from __future__ import annotations
 
 import copy
-import importlib
-import json
-import pkgutil
-import threading
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+from pseudolabel.components import ALM, Component, LazyModel, positive_int
 VOCABULARY_DIR = Path(__file__).resolve().parent / "vocabularies"
 SHIPPED_VOCABULARIES = ("audioset", "vggsound", "avsbench")
 
-Described = TypeVar("Described")
-LoadFn = Callable[[str, Any], tuple[Any, Any]]  # (id or directory, torch dtype or "auto") -> (processor, model)
-BuildFn = Callable[[dict[str, Any]], tuple[Any, Any]]  # tiny config overrides -> (processor, model)
-
-
-# --- registry ------------------------------------------------------------------------------------
-
-
-class Registry(Generic[Described]):
-    """Name -> backend class, filled by the ``register`` decorator of the backend modules of a package.
-
-    Every public module of the package (not ``base``, not ``_private``) is imported on first use, so a
-    new backend module only has to decorate its class; such modules must not import torch or
-    transformers at module level.
-    """
-
-    def __init__(self, kind: str, package: str) -> None:
-        self.kind = kind
-        self.package = package
-        self._classes: dict[str, type[Described]] = {}
-        self._imported = False
-
-    def register(self, name: str) -> Callable[[type[Described]], type[Described]]:
-        """Class decorator: register a backend under ``name`` (its ``name`` attribute is set too)."""
-
-        def deco(cls: type[Described]) -> type[Described]:
-            if name in self._classes:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            cls.name = name  # type: ignore[attr-defined]
-            self._classes[name] = cls
-            return cls
-
-        return deco
-
-    def create(self, name: str, **cfg: Any) -> Described:
-        """Build the backend registered as ``name`` from keyword config (the model loads on first use)."""
-        self._import_backends()
-        try:
-            cls = self._classes[name]
-        except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; available: {sorted(self._classes)}") from None
-        return cls(**cfg)
-
-    def available(self) -> list[str]:
-        """Names of the registered backends."""
-        self._import_backends()
-        return sorted(self._classes)
-
-    def _import_backends(self) -> None:
-        if self._imported:
-            return
-        package = importlib.import_module(self.package)
-        for module in pkgutil.iter_modules(package.__path__):
-            if module.name != "base" and not module.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{module.name}")
-        self._imported = True
-
-
 # --- input checks and the one-second segmenter -----------------------------------------------------
-
-
-def positive_int(value: int, what: str) -> int:
-    """``value`` as an int after checking it is an integer >= 1 (``what`` names it in the error)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
@@ -193,7 +124,7 @@ def batched_pairs(
 # --- the interface -------------------------------------------------------------------------------
 
 
-class AudioDescriber(ABC):
+class AudioDescriber(Component, ABC):
     """Describes audio segments in text: ``describe(segments, sample_rate, prompts) -> texts[segment][prompt]``.
 
     Subclasses provide :attr:`sample_rate` (the rate the model expects) and :meth:`_describe_waves`;
@@ -271,34 +202,12 @@ class AudioDescriber(ABC):
         return f"{type(self).__name__}({fields})"
 
 
-_REGISTRY: Registry[AudioDescriber] = Registry("ALM backend", "pseudolabel.alm")
-register = _REGISTRY.register
+register = ALM.register
+create_alm = ALM.create  # create_alm("qwen2_5_omni", device="cuda", ...): the describer registered under that name
+available = ALM.names
 
 
-def create_alm(name: str, **cfg: Any) -> AudioDescriber:
-    """Build the audio describer registered as ``name`` (``qwen2_5_omni``, ``audio_flamingo3``, ``clap``,
-    ``ast`` ...) from keyword config; its model loads on first use."""
-    return _REGISTRY.create(name, **cfg)
-
-
-def available() -> list[str]:
-    """Names of the registered audio describers."""
-    return _REGISTRY.available()
-
-
-# --- lazily loaded transformers models --------------------------------------------------------------
-
-
-class LoadedModel:
-    """A processor and a model in eval mode on their device (weak-referenceable, for sharing)."""
-
-    def __init__(self, processor: Any, model: Any) -> None:
-        self.processor = processor
-        self.model = model
-
-
-_SHARED: weakref.WeakValueDictionary[tuple[str, ...], LoadedModel] = weakref.WeakValueDictionary()
-_SHARED_LOCK = threading.Lock()
+# --- helpers for tiny configs -----------------------------------------------------------------------
 
 
 def deep_merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -311,116 +220,6 @@ def deep_merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
             merged[key] = value
     return merged
 
-
-class LazyModel:
-    """A transformers (processor, model) pair loaded on first use.
-
-    Args:
-        family: what is loaded (e.g. ``qwen2_5_omni_thinker``); describers of one family with the same
-            source, device and dtype share the loaded model.
-        model: Hub id or local directory for ``from_pretrained`` (ignored when ``config`` is given).
-        config: build a randomly initialised model from this tiny-config override dict instead (``{}``
-            for the backend's tiny defaults), with a tokenizer and processor made in code: no download.
-        device: torch device (``cpu``, ``cuda``, ``cuda:1`` ...).
-        dtype: ``auto`` (the checkpoint's; float32 for random builds), ``float32``, ``float16``, ``bfloat16``.
-        seed: seed of the random initialisation (``config`` builds only).
-        load_pretrained: ``(source, torch dtype or "auto") -> (processor, model)``.
-        build_random: ``(config overrides) -> (processor, model)`` with float32 random weights.
-    """
-
-    def __init__(
-        self,
-        family: str,
-        model: str | Path | None,
-        *,
-        config: Mapping[str, Any] | None,
-        device: str,
-        dtype: str,
-        seed: int,
-        load_pretrained: LoadFn,
-        build_random: BuildFn,
-    ) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        if config is None and (model is None or not str(model).strip()):
-            raise ValueError(f"{family}: give a model id or local directory, or config= for a random tiny model")
-        if config is not None and not isinstance(config, Mapping):
-            raise TypeError(f"{family}: config must be a mapping of config overrides, got {type(config).__name__}")
-        self.family = family
-        self.model_id = None if config is not None else str(model)
-        self.config = None if config is None else dict(config)
-        self.device = str(device)
-        self.dtype = dtype
-        self.seed = int(seed)
-        self._load_pretrained = load_pretrained
-        self._build_random = build_random
-        self._loaded: LoadedModel | None = None
-
-    @property
-    def source(self) -> str:
-        """The model id / directory, or ``random-init`` for a ``config=`` build."""
-        return self.model_id if self.model_id is not None else "random-init"
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the model has been loaded."""
-        return self._loaded is not None
-
-    def _key(self) -> tuple[str, ...]:
-        source = (
-            self.model_id
-            if self.model_id is not None
-            else ("config:" + json.dumps(self.config, sort_keys=True, default=str) + f":seed={self.seed}")
-        )
-        return (self.family, source, self.device, self.dtype)
-
-    def get(self) -> LoadedModel:
-        """The loaded (processor, model), loading or building it on the first call."""
-        if self._loaded is None:
-            with _SHARED_LOCK:
-                key = self._key()
-                loaded = _SHARED.get(key)
-                if loaded is None:
-                    loaded = self._load()
-                    _SHARED[key] = loaded
-                self._loaded = loaded
-        return self._loaded
-
-    def _load(self) -> LoadedModel:
-        import torch
-
-        torch_dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
-        if self.config is None:
-            processor, model = self._load_pretrained(self.model_id, torch_dtype)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                processor, model = self._build_random(self.config)
-            if torch_dtype != "auto":
-                model = model.to(torch_dtype)
-        return LoadedModel(processor, model.to(self.device).eval())
-
-    @property
-    def processor(self) -> Any:
-        """The processor (loads the model on first use)."""
-        return self.get().processor
-
-    @property
-    def model(self) -> Any:
-        """The model (loaded on first use)."""
-        return self.get().model
-
-    def provenance(self) -> dict[str, Any]:
-        """Where the weights come from and how they run."""
-        record: dict[str, Any] = {"model": self.source, "device": self.device, "dtype": self.dtype}
-        if self.config is not None:
-            record.update(config=self.config, seed=self.seed)
-        return record
-
-    def to_device(self, batch: Any) -> Any:
-        """A processor output moved to the model's device, floating tensors cast to its dtype."""
-        model = self.model
-        return batch.to(device=model.device, dtype=model.dtype)
 
 
 # --- chat models prompted with one media item ------------------------------------------------------

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.alm.base import AudioTagger, LazyModel, byte_level_vocab, deep_merge, load_vocabulary, register
+from pseudolabel.components import LazyModel
+from pseudolabel.alm.base import AudioTagger, byte_level_vocab, deep_merge, load_vocabulary, register
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
 DEFAULT_TEMPLATE = "This is a sound of {}"
@@ -97,7 +98,7 @@ class ClapAudioTagger(AudioTagger):
         threshold: minimum softmax probability of a name.
         exclude: names never returned (default: ``Silence`` if the vocabulary has it).
         separator: joins the names of a text.
-        config, device, dtype, seed: see :class:`~pseudolabel.alm.base.LazyModel`.
+        config, device, dtype, seed: see :class:`~pseudolabel.components.LazyModel`.
         prompts, batch_size: see :class:`~pseudolabel.alm.base.AudioDescriber`.
     """
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -33,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Mapping, Sequence
 
+from pseudolabel.components import LLM, Component
 from pseudolabel.llm.cache import ResponseCache, request_key
 from pseudolabel.llm.strategies import (
     ChatRequest,
@@ -238,7 +238,7 @@ class TranslationSession:
         return results
 
 
-class Translator(ABC):
+class Translator(Component, ABC):
     """Base class of every translator: per-clip translation, batched concurrently, with sync wrappers.
 
     Public API: :meth:`session` (a :class:`TranslationSession` for clips arriving over time),
@@ -290,45 +290,11 @@ class Translator(ABC):
         return self.translate_many([clip])[0]
 
 
-# --- registry ------------------------------------------------------------------------------------
+# --- registry (the ``llm`` role of pseudolabel.components) ----------------------------------------------
 
-_REGISTRY: dict[str, Callable[..., Translator]] = {}
-_BUILTIN_MODULES = ("pseudolabel.llm.openai_backend", "pseudolabel.llm.hf_backend")
-
-
-def register(name: str) -> Callable[[type[Translator]], type[Translator]]:
-    """Class decorator: register a translator under ``name`` (its ``name`` attribute is set too)."""
-
-    def deco(cls: type[Translator]) -> type[Translator]:
-        if name in _REGISTRY:
-            raise ValueError(f"LLM translator {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def create(name: str, **cfg: Any) -> Translator:
-    """Build the translator registered as ``name`` (``openai``, ``hf``, ``none``) from keyword config."""
-    _import_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown LLM translator {name!r}; available: {sorted(_REGISTRY)}") from None
-    return factory(**cfg)
-
-
-def available() -> list[str]:
-    """Names of the registered translators."""
-    _import_builtin()
-    return sorted(_REGISTRY)
-
-
-def _import_builtin() -> None:
-    # The backend modules import openai/transformers only inside functions, so this stays cheap.
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+register = LLM.register
+create = LLM.create  # create("openai", strategy="prompt_frame", ...): the translator registered under that name
+available = LLM.names
 
 
 # --- the "none" translator -----------------------------------------------------------------------
@@ -336,7 +302,14 @@ def _import_builtin() -> None:
 
 @register("none")
 class PassthroughTranslator(Translator):
-    """No LLM: every audio description of a frame becomes one phrase, cleaned and deduplicated."""
+    """No LLM: every audio description of a frame becomes one phrase, cleaned and deduplicated.
+
+    It accepts the chat translators' options (``strategy``, ``temperature`` ...) and ignores them, so that
+    ``llm=none`` works on any preset that tunes its LLM.
+    """
+
+    def __init__(self, **chat_options: Any) -> None:
+        self.ignored_options = sorted(chat_options)
 
     def __repr__(self) -> str:
         return "PassthroughTranslator()"

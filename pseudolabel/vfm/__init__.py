@@ -13,11 +13,9 @@ package imports neither torch nor transformers nor sam2.
 """
 
 from pseudolabel.vfm.base import (
-    DTYPES,
     BoxMasks,
     Detections,
     Grounder,
-    Registry,
     Segmenter,
     available_grounders,
     available_segmenters,
@@ -29,11 +27,9 @@ from pseudolabel.vfm.base import (
 )
 
 __all__ = [
-    "DTYPES",
     "BoxMasks",
     "Detections",
     "Grounder",
-    "Registry",
     "Segmenter",
     "available_grounders",
     "available_segmenters",

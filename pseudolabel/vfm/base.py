@@ -1,4 +1,4 @@
-"""Interfaces of the text -> boxes -> masks stage, their result types and the two registries.
+"""Interfaces of the text -> boxes -> masks stage and their result types.
 
 - A :class:`Grounder` finds boxes for text phrases: ``detect(images, phrases)`` takes a list of
   ``[H, W, 3]`` uint8 RGB images and, per image, a list of object phrases, and returns one
@@ -9,8 +9,9 @@
   per-box masks (``segment_boxes`` keeps the per-box masks and scores). An image without boxes gets
   an empty mask without a model call.
 
-Registries, by name: ``grounder.create("grounding_dino", **cfg)`` (or :func:`create_grounder`) and
-``segmenter.create("sam2" | "sam" | "sam2_official", **cfg)`` (or :func:`create_segmenter`).
+Backends register with ``@grounder.register(name)`` / ``@segmenter.register(name)`` (the ``grounder`` and
+``segmenter`` roles of :mod:`pseudolabel.components`) and are built by name with :func:`create_grounder` /
+:func:`create_segmenter`.
 
 Backends load their model on first use (never at import or construction time) and import torch,
 transformers or sam2 only then, so importing this package stays cheap.
@@ -18,24 +19,16 @@ transformers or sam2 only then, so importing this package stays cheap.
 
 from __future__ import annotations
 
-import importlib
 import re
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-DTYPES = ("float32", "float16", "bfloat16")
+from pseudolabel.components import GROUNDER, SEGMENTER, Component
 
-_BUILTIN_MODULES = (
-    "pseudolabel.vfm.grounding_dino",
-    "pseudolabel.vfm.sam_hf",
-    "pseudolabel.vfm.sam2_hf",
-    "pseudolabel.vfm.sam2_official",
-)
 
 
 # --- result types --------------------------------------------------------------------------------
@@ -158,13 +151,6 @@ def clean_phrases(phrases: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def check_dtype(dtype: str) -> str:
-    """``dtype`` if it is one of :data:`DTYPES`, else a ValueError."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    return dtype
-
-
 def check_batch_size(batch_size: int) -> int:
     """``batch_size`` if it is a positive int, else a ValueError."""
     if int(batch_size) != batch_size or batch_size < 1:
@@ -186,116 +172,6 @@ def same_size_batches(images: Sequence[np.ndarray], size: int) -> list[list[int]
     return [batch for group in groups.values() for batch in chunks(group, size)]
 
 
-# --- lazy loading --------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-class Lazy(Generic[T]):
-    """A value built by ``build()`` on the first :meth:`get`, once, thread-safely."""
-
-    def __init__(self, build: Callable[[], T]) -> None:
-        self._build = build
-        self._value: T | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the value has been built."""
-        return self._value is not None
-
-    def get(self) -> T:
-        """The value, built now if needed."""
-        with self._lock:
-            if self._value is None:
-                self._value = self._build()
-            return self._value
-
-
-class TransformersModel:
-    """A transformers model and its processor, loaded on first :meth:`get` and kept on ``device``.
-
-    The model comes either from ``model`` (a Hub id or a local directory with the weights and the
-    processor files: ``<model_class>.from_pretrained``) or, for tests and offline experiments,
-    from ``config`` (random weights) together with a ready ``processor``.
-
-    Args:
-        model_class: name of the transformers model class (``Sam2Model`` ...).
-        processor_class: name of the transformers processor class (``Sam2Processor`` ...).
-        model: Hub id or local directory; None when ``config`` is given.
-        config: a transformers config to build a randomly initialised model from.
-        processor: the processor to use with ``config``.
-        device: torch device (``cpu``, ``cuda``, ``cuda:1`` ...).
-        dtype: one of :data:`DTYPES`; floating inputs are cast to it too.
-    """
-
-    def __init__(
-        self,
-        model_class: str,
-        processor_class: str,
-        *,
-        model: str | None,
-        config: Any = None,
-        processor: Any = None,
-        device: str = "cpu",
-        dtype: str = "float32",
-    ) -> None:
-        if (model is None) == (config is None):
-            raise ValueError(f"give either model (a Hub id or local directory) or config, not {model=}, {config=}")
-        if config is not None and processor is None:
-            raise ValueError(f"a {model_class} built from a config needs its processor (processor=...)")
-        if model is not None and processor is not None:
-            raise ValueError(f"processor= is only for config=; {model!r} loads its own processor")
-        self.model_class = model_class
-        self.processor_class = processor_class
-        self.model = model
-        self.config = config
-        self.device = device
-        self.dtype = check_dtype(dtype)
-        self._processor = processor
-        self._loaded: Lazy[tuple[Any, Any]] = Lazy(self._load)
-
-    @property
-    def source(self) -> str:
-        """Where the weights come from, for provenance records."""
-        return self.model if self.model is not None else f"random {type(self.config).__name__}"
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the model has been loaded."""
-        return self._loaded.loaded
-
-    def get(self) -> tuple[Any, Any]:
-        """``(model, processor)``, loading them now if needed."""
-        return self._loaded.get()
-
-    def _load(self) -> tuple[Any, Any]:
-        import torch
-        import transformers
-
-        model_cls = getattr(transformers, self.model_class)
-        torch_dtype = getattr(torch, self.dtype)
-        if self.model is not None:
-            network = model_cls.from_pretrained(self.model, dtype=torch_dtype)
-            processor = getattr(transformers, self.processor_class).from_pretrained(self.model)
-        else:
-            network = model_cls(self.config).to(torch_dtype)
-            processor = self._processor
-        return network.to(self.device).eval(), processor
-
-    def inputs(self, batch: Any) -> dict[str, Any]:
-        """A processor's output moved to the device, floating tensors cast to the model dtype."""
-        import torch
-
-        torch_dtype = getattr(torch, self.dtype)
-        moved: dict[str, Any] = {}
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device, torch_dtype) if value.is_floating_point() else value.to(self.device)
-            moved[key] = value
-        return moved
-
-
 # --- interfaces ----------------------------------------------------------------------------------
 
 
@@ -313,15 +189,8 @@ def _run_where(needed: list[bool], defaults: list[R], run: Callable[[list[int]],
     return results
 
 
-class Grounder(ABC):
+class Grounder(Component, ABC):
     """Text phrases -> boxes. Subclasses implement :meth:`_detect` for images with phrases."""
-
-    name: ClassVar[str]
-
-    @property
-    @abstractmethod
-    def loaded(self) -> bool:
-        """Whether the model has been loaded (it loads on the first call that needs it)."""
 
     def detect(self, images: Sequence[np.ndarray], phrases: Sequence[Sequence[str]]) -> list[Detections]:
         """Boxes of the phrases in each image.
@@ -349,15 +218,8 @@ class Grounder(ABC):
         """Detect for checked images, each with at least one cleaned phrase."""
 
 
-class Segmenter(ABC):
+class Segmenter(Component, ABC):
     """Boxes -> masks. Subclasses implement :meth:`_segment_boxes` for images with boxes."""
-
-    name: ClassVar[str]
-
-    @property
-    @abstractmethod
-    def loaded(self) -> bool:
-        """Whether the model has been loaded (it loads on the first call that needs it)."""
 
     def segment_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[BoxMasks]:
         """Per-box masks and scores.
@@ -387,70 +249,11 @@ class Segmenter(ABC):
         """Segment checked images, each with at least one checked box."""
 
 
-# --- registries ----------------------------------------------------------------------------------
+# --- registries (the ``grounder`` and ``segmenter`` roles of pseudolabel.components) ------------------
 
-B = TypeVar("B")
-
-
-class Registry(Generic[B]):
-    """Backends of one role by name; the built-in backend modules are imported on first lookup."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._factories: dict[str, type[B]] = {}
-
-    def register(self, name: str) -> Callable[[type[B]], type[B]]:
-        """Class decorator: register a backend under ``name`` (its ``name`` attribute is set too)."""
-
-        def deco(cls: type[B]) -> type[B]:
-            if name in self._factories:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            cls.name = name
-            self._factories[name] = cls
-            return cls
-
-        return deco
-
-    def create(self, name: str, **cfg: Any) -> B:
-        """Build the backend registered as ``name`` from keyword config."""
-        _import_builtin()
-        try:
-            factory = self._factories[name]
-        except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; available: {sorted(self._factories)}") from None
-        return factory(**cfg)
-
-    def available(self) -> list[str]:
-        """Names of the registered backends."""
-        _import_builtin()
-        return sorted(self._factories)
-
-
-def _import_builtin() -> None:
-    # The backend modules import torch/transformers/sam2 only inside functions, so this stays cheap.
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
-grounder: Registry[Grounder] = Registry("grounder")
-segmenter: Registry[Segmenter] = Registry("segmenter")
-
-
-def create_grounder(name: str, **cfg: Any) -> Grounder:
-    """Build the grounder registered as ``name`` (``grounding_dino``)."""
-    return grounder.create(name, **cfg)
-
-
-def create_segmenter(name: str, **cfg: Any) -> Segmenter:
-    """Build the segmenter registered as ``name`` (``sam2``, ``sam``, ``sam2_official``)."""
-    return segmenter.create(name, **cfg)
-
-
-def available_grounders() -> list[str]:
-    """Names of the registered grounders."""
-    return grounder.available()
-
-
-def available_segmenters() -> list[str]:
-    """Names of the registered segmenters."""
-    return segmenter.available()
+grounder = GROUNDER
+segmenter = SEGMENTER
+create_grounder = GROUNDER.create  # create_grounder("grounding_dino", model=..., device=...)
+create_segmenter = SEGMENTER.create  # create_segmenter("sam2" | "sam" | "sam2_official", ...)
+available_grounders = GROUNDER.names
+available_segmenters = SEGMENTER.names

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from pseudolabel.components import transformers_model
 from pseudolabel.vfm.base import (
     Detections,
     Grounder,
-    TransformersModel,
     check_batch_size,
     clean_phrases,
     grounder,
@@ -109,10 +109,10 @@ class GroundingDinoGrounder(Grounder):
         self.box_threshold = float(box_threshold)
         self.text_threshold = float(text_threshold)
         self.batch_size = check_batch_size(batch_size)
-        self.model = TransformersModel(
+        self.lazy = transformers_model(
             "GroundingDinoForObjectDetection",
             "GroundingDinoProcessor",
-            model=model,
+            model,
             config=config,
             processor=processor,
             device=device,
@@ -131,19 +131,16 @@ class GroundingDinoGrounder(Grounder):
 
     def __repr__(self) -> str:
         return (
-            f"GroundingDinoGrounder(model={self.model.source!r}, box_threshold={self.box_threshold}, "
-            f"text_threshold={self.text_threshold}, device={self.model.device!r}, dtype={self.model.dtype!r})"
+            f"GroundingDinoGrounder(model={self.lazy.source!r}, box_threshold={self.box_threshold}, "
+            f"text_threshold={self.text_threshold}, device={self.lazy.device!r}, dtype={self.lazy.dtype!r})"
         )
-
-    @property
-    def loaded(self) -> bool:
-        return self.model.loaded
 
     def _detect(self, images: list[np.ndarray], phrases: list[list[str]]) -> list[Detections]:
         import torch
         from PIL import Image
 
-        network, processor = self.model.get()
+        loaded = self.lazy.get()
+        network, processor = loaded.model, loaded.processor
         keyword = threshold_keyword(processor)
         # The text encoder's output must fit the model's max_text_len (256) token slots: a longer caption
         # (e.g. several untranslated ALM descriptions) makes transformers' GroundingDINO raise a shape
@@ -162,7 +159,7 @@ class GroundingDinoGrounder(Grounder):
                 return_offsets_mapping=True,
             )
             offsets = encoded.pop("offset_mapping")
-            inputs = self.model.inputs(encoded)
+            inputs = self.lazy.to_device(encoded)
             with torch.inference_mode():
                 outputs = network(**inputs)
             sizes = [images[i].shape[:2] for i in batch]

@@ -29,15 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.vfm.base import (
-    BoxMasks,
-    Lazy,
-    Segmenter,
-    check_batch_size,
-    check_dtype,
-    chunks,
-    segmenter,
-)
+from pseudolabel.components import Lazy, check_dtype
+from pseudolabel.vfm.base import BoxMasks, Segmenter, check_batch_size, chunks, segmenter
 
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_l.yaml"
 INSTALL_HINT = (
@@ -181,10 +174,6 @@ class Sam2OfficialSegmenter(Segmenter):
             f"Sam2OfficialSegmenter(checkpoint={self.checkpoint}, model_config={self.model_config!r}, "
             f"device={self.device!r}, dtype={self.dtype!r})"
         )
-
-    @property
-    def loaded(self) -> bool:
-        return self._predictor.loaded
 
     @property
     def predictor(self) -> Any:

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pseudolabel.components import transformers_model
 from pseudolabel.vfm.base import (
     BoxMasks,
     Segmenter,
-    TransformersModel,
     check_batch_size,
     chunks,
     segmenter,
@@ -62,10 +62,10 @@ class TransformersSamSegmenter(Segmenter):
         if model is None and config is None:
             model = self.default_model
         self.batch_size = check_batch_size(batch_size)
-        self.model = TransformersModel(
+        self.lazy = transformers_model(
             self.model_class,
             self.processor_class,
-            model=model,
+            model,
             config=config,
             processor=processor,
             device=device,
@@ -84,13 +84,9 @@ class TransformersSamSegmenter(Segmenter):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(model={self.model.source!r}, device={self.model.device!r}, "
-            f"dtype={self.model.dtype!r}, batch_size={self.batch_size})"
+            f"{type(self).__name__}(model={self.lazy.source!r}, device={self.lazy.device!r}, "
+            f"dtype={self.lazy.dtype!r}, batch_size={self.batch_size})"
         )
-
-    @property
-    def loaded(self) -> bool:
-        return self.model.loaded
 
     def _post_process(self, processor: Any, pred_masks: Any, encoded: Any) -> list[Any]:
         """Per image ``[boxes, 1, H, W]`` bool masks at the original size from ``pred_masks``
@@ -107,7 +103,8 @@ class TransformersSamSegmenter(Segmenter):
         import torch
         from PIL import Image
 
-        network, processor = self.model.get()
+        loaded = self.lazy.get()
+        network, processor = loaded.model, loaded.processor
         results: list[BoxMasks] = []
         for batch in chunks(range(len(images)), self.batch_size):
             most = max(len(boxes[i]) for i in batch)
@@ -118,7 +115,7 @@ class TransformersSamSegmenter(Segmenter):
                 return_tensors="pt",
             )
             with torch.inference_mode():
-                outputs = network(**self.model.inputs(encoded), multimask_output=False)
+                outputs = network(**self.lazy.to_device(encoded), multimask_output=False)
             masks = self._post_process(processor, outputs.pred_masks.float().cpu(), encoded)
             scores = outputs.iou_scores.float().cpu().numpy()  # [B, boxes, 1]
             for row, index in enumerate(batch):

@@ -1,11 +1,12 @@
-"""Image describers (image -> text): the interface and the ``vlm`` registry.
+"""Image describers (image -> text): the interface; backends register with ``@register(name)`` (the ``vlm``
+role of :mod:`pseudolabel.components`).
 
 OpenAVS describes each video frame with a vision-language model (VLM) and the prompt "Please describe
 the image in detail" (paper, Appendix F; Qwen2.5-Omni in OpenAVS and OpenAVS-Large); the LLM translator
 then reconciles these descriptions with the audio ones. :meth:`ImageDescriber.describe` returns one text
 per (image, prompt).
 
-The lazily loaded transformers plumbing (:class:`~pseudolabel.alm.base.LazyModel`,
+The lazily loaded transformers plumbing (:class:`~pseudolabel.components.LazyModel`,
 :class:`~pseudolabel.alm.base.ChatModel`) is shared with :mod:`pseudolabel.alm`. Nothing here imports torch
 or transformers at import time.
 """
@@ -18,13 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pseudolabel.alm.base import (
-    ChatBackend,
-    Registry,
-    batched_pairs,
-    check_prompts,
-    positive_int,
-)
+from pseudolabel.alm.base import ChatBackend, batched_pairs, check_prompts
+from pseudolabel.components import VLM, Component, positive_int
 
 IMAGE_PROMPT = "Please describe the image in detail"  # OpenAVS paper, Appendix F
 
@@ -45,7 +41,7 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     return list(images)
 
 
-class ImageDescriber(ABC):
+class ImageDescriber(Component, ABC):
     """Describes images in text: ``describe(images, prompts) -> texts[image][prompt]``.
 
     Args:
@@ -89,19 +85,9 @@ class ImageDescriber(ABC):
         return f"{type(self).__name__}({fields})"
 
 
-_REGISTRY: Registry[ImageDescriber] = Registry("VLM backend", "pseudolabel.vlm")
-register = _REGISTRY.register
-
-
-def create_vlm(name: str, **cfg: Any) -> ImageDescriber:
-    """Build the image describer registered as ``name`` (``qwen2_5_omni``, ``qwen2_5_vl`` ...) from keyword
-    config; its model loads on first use."""
-    return _REGISTRY.create(name, **cfg)
-
-
-def available() -> list[str]:
-    """Names of the registered image describers."""
-    return _REGISTRY.available()
+register = VLM.register
+create_vlm = VLM.create  # create_vlm("qwen2_5_omni", device="cuda", ...): the describer registered under that name
+available = VLM.names
 
 
 class GenerativeImageDescriber(ChatBackend, ImageDescriber):
