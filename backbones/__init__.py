@@ -1,7 +1,24 @@
-"""Supervised AVS backbones (TPAVI, AVSegFormer, SAMA-AVS) behind one interface and registry."""
+"""Supervised AVS backbones (TPAVI, AVSegFormer, SAMA-AVS) behind one interface and registry.
 
-from backbones.base import AVSBackbone, AVSOutput, Recipe, available, create, register
+A backbone is one module with an :class:`AVSBackbone` subclass registered by name
+(``@backbones.register("name")``); built-in ones live in this package and are found without a list.
+"""
+
+from backbones.base import BACKBONES, AVSBackbone, AVSOutput, Recipe, available, create, register
+from openavs_st.registry import UnknownComponentError
 
 list = available  # noqa: A001 - ``backbones.list()`` is the documented spelling
+describe = BACKBONES.describe
 
-__all__ = ["AVSBackbone", "AVSOutput", "Recipe", "available", "create", "list", "register"]
+__all__ = [
+    "BACKBONES",
+    "AVSBackbone",
+    "AVSOutput",
+    "Recipe",
+    "UnknownComponentError",
+    "available",
+    "create",
+    "describe",
+    "list",
+    "register",
+]

@@ -1,6 +1,6 @@
 """AVSegFormer (Gao et al., AAAI 2024) behind the openavs-st backbone interface.
 
-Facts from vvvb-github/AVSegFormer at commit 7083cb6 (see /work/shared/reference/backbones.md §3):
+Facts from github.com/vvvb-github/AVSegFormer at commit 7083cb6:
 ``model/AVSegFormer.py`` (the wrapper: frozen VGGish, ``audio_proj``, backbone frozen at
 construction, AVSS temporal mask), ``model/head/AVSegHead.py`` and ``model/utils/*.py`` (the head,
 :mod:`backbones.avsegformer_parts`), ``config/{s4,ms3,avss}/AVSegFormer_pvt2_*.py`` and
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -115,9 +116,11 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+@register("avsegformer")
 class AVSegFormer(AVSBackbone):
-    """AVSegFormer: per-frame visual backbone + frozen VGGish + ``AVSegHead``.
+    """AVSegFormer (Gao et al., AAAI 2024): PVT-v2-B5 or ResNet-50 with an audio-queried transformer head.
 
+    Per-frame visual backbone + frozen VGGish + ``AVSegHead``.
     ``forward(frames [B,T,3,H,W], audio [B,T,1,96,64], *, frame_valid [B,T] | None)`` returns
     logits ``[B,T,K,H,W]`` (H, W multiples of 4) and ``aux``:
 
@@ -129,14 +132,36 @@ class AVSegFormer(AVSBackbone):
 
     ``frame_valid`` (AVSS ``vid_temporal_mask_flag``) multiplies the backbone maps, the logits and
     the mask feature, as ``AVSegFormer.mul_temporal_mask`` does; ``None`` = all frames valid.
+
+    Random weights unless local weight paths are given; never downloads.
+
+    Args:
+        dataset: ``"s4"`` | ``"ms3"`` (K=1) or ``"avss"`` (K=71); picks the head and the recipe
+            (and whether the backbone starts frozen).
+        preset: ``"full"`` (original sizes) or ``"tiny"`` (same code, small; for tests).
+        visual_encoder: ``"pvt_v2_b5"`` or ``"resnet50"``.
+        pretrained_visual: ImageNet weights for the backbone: ``pvt_v2_b5.pth`` (official PVT
+            names) or torchvision ``resnet50-19c8e357.pth``.
+        pretrained_vggish: ``vggish-10086976.pth``.
+        head_options: head sizes, any :class:`~backbones.avsegformer_parts.AVSegHeadConfig` field
+            except ``in_channels``/``num_classes`` (e.g. ``num_queries=100``).
     """
 
     recipes = RECIPES
+    tiny_config = {"preset": "tiny"}
 
     def __init__(
-        self, *, dataset: str, visual_encoder: str, preset: str, head_config: AVSegHeadConfig
+        self,
+        *,
+        dataset: str = "s4",
+        preset: str = "full",
+        visual_encoder: str = "pvt_v2_b5",
+        pretrained_visual: str | Path | None = None,
+        pretrained_vggish: str | Path | None = None,
+        **head_options: Any,
     ) -> None:
         super().__init__()
+        head_config = _head_config(dataset, preset, visual_encoder, head_options)
         self.dataset = dataset
         self.visual_encoder = visual_encoder
         self.backbone = build_visual_encoder(visual_encoder, preset)
@@ -148,10 +173,14 @@ class AVSegFormer(AVSBackbone):
         # model/AVSegFormer.py calls freeze_backbone(True) at construction and the train scripts
         # unfreeze at epoch ``freeze_epochs``; with 0 frozen epochs (AVSS) it is trainable at once.
         self.freeze_visual(self.recipe(dataset).frozen_backbone_epochs > 0)
+        if pretrained_visual is not None:
+            self.backbone.load_pretrained(pretrained_visual)
+        if pretrained_vggish is not None:
+            self.vggish.load_pretrained(pretrained_vggish)
 
-    def freeze_visual(self, freeze: bool) -> None:
-        """Freeze (True) or unfreeze (False) the visual backbone's parameters."""
-        self.backbone.requires_grad_(not freeze)
+    def visual_parameters(self) -> Iterator[nn.Parameter]:
+        """The visual backbone's parameters (frozen for the recipe's ``frozen_backbone_epochs``)."""
+        return self.backbone.parameters()
 
     def forward(
         self,
@@ -238,29 +267,8 @@ def _check_inputs(
 _HEAD_FIELDS = {f.name for f in fields(AVSegHeadConfig)} - {"in_channels", "num_classes"}
 
 
-@register("avsegformer")
-def build_avsegformer(
-    *,
-    dataset: str = "s4",
-    preset: str = "full",
-    visual_encoder: str = "pvt_v2_b5",
-    pretrained_visual: str | Path | None = None,
-    pretrained_vggish: str | Path | None = None,
-    **overrides: Any,
-) -> AVSegFormer:
-    """Build AVSegFormer (random weights unless local weight paths are given; never downloads).
-
-    Args:
-        dataset: ``"s4"`` | ``"ms3"`` (K=1) or ``"avss"`` (K=71); picks the head and the recipe
-            (and whether the backbone starts frozen).
-        preset: ``"full"`` (original sizes) or ``"tiny"`` (same code, small; for tests).
-        visual_encoder: ``"pvt_v2_b5"`` or ``"resnet50"``.
-        pretrained_visual: ImageNet weights for the backbone: ``pvt_v2_b5.pth`` (official PVT
-            names) or torchvision ``resnet50-19c8e357.pth``.
-        pretrained_vggish: ``vggish-10086976.pth``.
-        overrides: head sizes, any :class:`~backbones.avsegformer_parts.AVSegHeadConfig` field
-            except ``in_channels``/``num_classes`` (e.g. ``num_queries=100``).
-    """
+def _head_config(dataset: str, preset: str, visual_encoder: str, options: dict[str, Any]) -> AVSegHeadConfig:
+    """The head configuration of a checked ``dataset`` / ``preset`` / ``visual_encoder`` choice."""
     if dataset not in DATASETS:
         raise ValueError(f"AVSegFormer: unknown dataset {dataset!r}; expected one of {DATASETS}")
     if visual_encoder not in VISUAL_ENCODERS:
@@ -269,19 +277,17 @@ def build_avsegformer(
             f"expected one of {VISUAL_ENCODERS}"
         )
     check_preset(preset)
-    unknown = set(overrides) - _HEAD_FIELDS
+    unknown = set(options) - _HEAD_FIELDS
     if unknown:
         raise TypeError(
             f"AVSegFormer: unknown option(s) {sorted(unknown)}; "
             f"head options: {sorted(_HEAD_FIELDS)}"
         )
-    head_values = {**(TINY_HEAD if preset == "tiny" else {}), **overrides}
-    head_config = AVSegHeadConfig(num_classes=NUM_CLASSES[dataset], **head_values)
-    model = AVSegFormer(
-        dataset=dataset, visual_encoder=visual_encoder, preset=preset, head_config=head_config
-    )
-    if pretrained_visual is not None:
-        model.backbone.load_pretrained(pretrained_visual)
-    if pretrained_vggish is not None:
-        model.vggish.load_pretrained(pretrained_vggish)
-    return model
+    head_values = {**(TINY_HEAD if preset == "tiny" else {}), **options}
+    if "fc_dims" in head_values:
+        head_values["fc_dims"] = tuple(head_values["fc_dims"])
+    return AVSegHeadConfig(num_classes=NUM_CLASSES[dataset], **head_values)
+
+
+# The former factory name: the class takes the same keyword config.
+build_avsegformer = AVSegFormer

@@ -1,16 +1,22 @@
 """The interface every AVS backbone implements, its training recipe, and the backbone registry.
 
-``backbones`` is plain ``torch.nn``: no Lightning, no file I/O beyond loading weights, and it
-imports nothing of openavs-st outside this package.
+``backbones`` is plain ``torch.nn``: no Lightning, no file I/O beyond loading weights. Outside this
+package it imports only :mod:`openavs_st.registry` (standard library only; ``import openavs_st`` is
+cheap), the registry mechanism every pluggable part of openavs-st shares.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from openavs_st.registry import Registry
+
+VGGISH_EMBEDDING_DIM = 128  # backbones.encoders.vggish.EMBEDDING_DIM (kept import-free here)
 
 
 @dataclass
@@ -71,11 +77,27 @@ class Recipe:
 class AVSBackbone(nn.Module):
     """Base class: ``forward(frames [B,T,3,H,W], audio [B,T,1,96,64]) -> AVSOutput``.
 
+    A backbone is registered by name with :func:`register` (``@register("tpavi")`` on the class), and
+    its constructor takes the keyword config of ``configs/backbone/<name>.yaml`` plus ``dataset``
+    (the recipe key), so ``backbones.create(name, **cfg)`` and Hydra's ``_target_`` build it alike.
     Subclasses set ``recipes`` (dataset name -> :class:`Recipe`) and implement ``forward`` and
-    ``load_official``.
+    ``load_official``. What :class:`openavs_st.module.AVSLitModule` needs from a backbone is declared
+    here, with defaults that suit a backbone without these features; ``tests/test_backbones.py``
+    checks every registered backbone against it.
     """
 
-    recipes: dict[str, Recipe] = {}
+    #: Name in the backbone registry (set by :func:`register`).
+    name: ClassVar[str] = ""
+    recipes: ClassVar[dict[str, Recipe]] = {}
+    #: Width ``C`` of ``aux["visual_pooled"]`` ``[B, T, C]``, the pooled visual feature the robust
+    #: similarity head projects the audio embedding onto. ``None``: the backbone returns no
+    #: ``visual_pooled``, and training with ``robust.lambda_sim > 0`` is refused.
+    pooled_visual_dim: int | None = None
+    #: Width ``D`` of ``aux["audio_embedding"]`` ``[B, T, D]`` (VGGish: 128).
+    audio_embedding_dim: int = VGGISH_EMBEDDING_DIM
+    #: Keyword config of a small instance with the same code paths, which takes 64x64 frames and
+    #: T=5 (tests build every registered backbone with it).
+    tiny_config: ClassVar[dict[str, Any]] = {}
 
     def recipe(self, dataset: str) -> Recipe:
         try:
@@ -86,45 +108,45 @@ class AVSBackbone(nn.Module):
                 f"known: {sorted(self.recipes)}"
             ) from None
 
+    def visual_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters a recipe's ``frozen_backbone_epochs`` freeze (the visual encoder).
+
+        Default: none, for backbones whose recipes never freeze a part for the first epochs. The
+        optimizer gets them from the start; :meth:`freeze_visual` toggles their gradients.
+        """
+        return iter(())
+
+    def freeze_visual(self, freeze: bool) -> None:
+        """Freeze (True) or unfreeze (False) :meth:`visual_parameters`; the Lightning module calls
+        it at every epoch start with ``epoch < recipe.frozen_backbone_epochs``. Parts frozen for the
+        whole training (VGGish, SAM's image encoder) are not visual parameters: they stay frozen."""
+        for param in self.visual_parameters():
+            param.requires_grad_(not freeze)
+
     def load_official(self, state_dict: dict[str, torch.Tensor]) -> None:  # pragma: no cover
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, Callable[..., AVSBackbone]] = {}
+# Built-in backbones register themselves when their module is imported; every public module of this
+# package is imported on the first lookup, so a new built-in backbone is one file (no list to edit).
+BACKBONES: Registry[AVSBackbone] = Registry("backbone", builtin=("backbones",), base=AVSBackbone)
 
 
-def register(name: str) -> Callable[[Callable[..., AVSBackbone]], Callable[..., AVSBackbone]]:
-    """Decorator: register a backbone factory under ``name``."""
-
-    def deco(factory: Callable[..., AVSBackbone]) -> Callable[..., AVSBackbone]:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+def register(name: str) -> Callable[[type[AVSBackbone]], type[AVSBackbone]]:
+    """Class decorator: register an :class:`AVSBackbone` subclass as ``name``
+    (``BACKBONES.register``; the first docstring line is its description in listings)."""
+    return BACKBONES.register(name)
 
 
 def create(name: str, **cfg: Any) -> AVSBackbone:
-    """Build the backbone registered as ``name`` with keyword configuration ``cfg``."""
-    _import_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown backbone {name!r}; available: {sorted(_REGISTRY)}") from None
-    return factory(**cfg)
+    """Build the backbone registered as ``name`` with keyword configuration ``cfg``.
+
+    Raises:
+        UnknownComponentError: (a ``KeyError``) naming the registered backbones.
+    """
+    return BACKBONES.create(name, **cfg)
 
 
 def available() -> list[str]:
     """Names of the registered backbones."""
-    _import_builtin()
-    return sorted(_REGISTRY)
-
-
-def _import_builtin() -> None:
-    # Importing the modules runs their @register decorators. Done lazily so that
-    # ``import backbones`` stays cheap.
-    import importlib
-
-    for mod in ("tpavi", "avsegformer", "sama_avs"):
-        importlib.import_module(f"backbones.{mod}")
+    return BACKBONES.names()

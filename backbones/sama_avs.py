@@ -219,8 +219,11 @@ _SAM_PROMPT_TENSORS = {
 }
 
 
+@register("sama_avs")
 class SAMAAVS(AVSBackbone):
-    """SAMA-AVS. ``forward(frames [B,T,3,H,W], audio [B,T,1,96,64], *, frame_valid [B,T] | None)``
+    """SAMA-AVS (Liu et al., WACV 2024): a frozen SAM ViT with per-block audio adapters.
+
+    ``forward(frames [B,T,3,H,W], audio [B,T,1,96,64], *, frame_valid [B,T] | None)``
     returns logits ``[B,T,1,H,W]`` at the input size and ``aux``:
 
     - ``visual_pooled`` ``[B,T,D]``: global average of the image embedding (neck output, D=256),
@@ -237,12 +240,38 @@ class SAMAAVS(AVSBackbone):
     ``image_encoder`` but not ``prompt_generator``); VGGish is frozen and kept in eval mode. The
     mask decoder's tokens 1-3 hypernetworks and IoU head are trainable as in the original but
     receive no gradient (only mask token 0 is output).
+
+    Random weights unless local weight paths are given; never downloads.
+
+    Args:
+        dataset: ``"s4"`` or ``"ms3"`` (K=1). The original has no AVSS model or recipe, so
+            ``"avss"`` is refused rather than invented.
+        preset: ``"full"`` (the ``sam_variant`` ViT at 1024) or ``"tiny"`` (same code paths, a
+            2-block 32-wide ViT at 64×64 and a tiny VGGish; ``sam_variant`` is ignored).
+        sam_variant: ``"vit_h"`` (the original), ``"vit_l"`` or ``"vit_b"``.
+        pretrained_sam: ``sam_vit_{h,l,b}_*.pth`` matching ``sam_variant`` (see :meth:`load_sam`).
+        pretrained_vggish: ``vggish-10086976.pth``.
+        prompt_from_sam: with ``pretrained_sam``, take ``no_mask_embed`` / ``pe_layer`` from SAM
+            (True) or leave them random as the original does (False).
+        overrides: any :class:`SAMAConfig` field (e.g. ``img_size=512``).
     """
 
     recipes = RECIPES
+    tiny_config = {"preset": "tiny"}
 
-    def __init__(self, *, dataset: str, config: SAMAConfig) -> None:
+    def __init__(
+        self,
+        *,
+        dataset: str = "s4",
+        preset: str = "full",
+        sam_variant: str = "vit_h",
+        pretrained_sam: str | Path | None = None,
+        pretrained_vggish: str | Path | None = None,
+        prompt_from_sam: bool = True,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
+        config = _sama_config(dataset, preset, sam_variant, overrides)
         self.dataset = dataset
         self.config = config
         # width of aux["visual_pooled"]: SAM's neck output (robustness similarity head)
@@ -278,6 +307,10 @@ class SAMAAVS(AVSBackbone):
         for name, param in self.image_encoder.named_parameters():
             if not name.startswith("prompt_generator."):
                 param.requires_grad_(False)
+        if pretrained_sam is not None:
+            self.load_sam_checkpoint(pretrained_sam, prompt_from_sam=prompt_from_sam)
+        if pretrained_vggish is not None:
+            self.audio_encoder.audio_backbone.load_pretrained(pretrained_vggish)
 
     # ------------------------------------------------------------------ forward
 
@@ -419,32 +452,8 @@ def _check_inputs(
 _CONFIG_FIELDS = {f.name for f in fields(SAMAConfig)}
 
 
-@register("sama_avs")
-def build_sama_avs(
-    *,
-    dataset: str = "s4",
-    preset: str = "full",
-    sam_variant: str = "vit_h",
-    pretrained_sam: str | Path | None = None,
-    pretrained_vggish: str | Path | None = None,
-    prompt_from_sam: bool = True,
-    **overrides: Any,
-) -> SAMAAVS:
-    """Build SAMA-AVS (random weights unless local weight paths are given; never downloads).
-
-    Args:
-        dataset: ``"s4"`` or ``"ms3"`` (K=1). The original has no AVSS model or recipe, so
-            ``"avss"`` is refused rather than invented.
-        preset: ``"full"`` (the ``sam_variant`` ViT at 1024) or ``"tiny"`` (same code paths, a
-            2-block 32-wide ViT at 64×64 and a tiny VGGish; ``sam_variant`` is ignored).
-        sam_variant: ``"vit_h"`` (the original), ``"vit_l"`` or ``"vit_b"``.
-        pretrained_sam: ``sam_vit_{h,l,b}_*.pth`` matching ``sam_variant``
-            (see :meth:`SAMAAVS.load_sam`).
-        pretrained_vggish: ``vggish-10086976.pth``.
-        prompt_from_sam: with ``pretrained_sam``, take ``no_mask_embed`` / ``pe_layer`` from SAM
-            (True) or leave them random as the original does (False).
-        overrides: any :class:`SAMAConfig` field (e.g. ``img_size=512``).
-    """
+def _sama_config(dataset: str, preset: str, sam_variant: str, overrides: dict[str, Any]) -> SAMAConfig:
+    """The sizes of a checked ``dataset`` / ``preset`` / ``sam_variant`` choice with ``overrides``."""
     if dataset not in DATASETS:
         raise ValueError(
             f"SAMA-AVS: unknown dataset {dataset!r}; expected one of {DATASETS} (the original "
@@ -468,11 +477,11 @@ def build_sama_avs(
             num_heads=size.num_heads,
             global_attn_indexes=size.global_attn_indexes,
         )
+    overrides = dict(overrides)
     if "global_attn_indexes" in overrides:
         overrides["global_attn_indexes"] = tuple(overrides["global_attn_indexes"])
-    model = SAMAAVS(dataset=dataset, config=replace(config, **overrides))
-    if pretrained_sam is not None:
-        model.load_sam_checkpoint(pretrained_sam, prompt_from_sam=prompt_from_sam)
-    if pretrained_vggish is not None:
-        model.audio_encoder.audio_backbone.load_pretrained(pretrained_vggish)
-    return model
+    return replace(config, **overrides)
+
+
+# The former factory name: the class takes the same keyword config.
+build_sama_avs = SAMAAVS

@@ -223,8 +223,9 @@ class FeatureFusionBlock(nn.Module):
         return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
 
+@register("tpavi")
 class TPAVI(AVSBackbone):
-    """TPAVI model. See :func:`build_tpavi` for the arguments.
+    """TPAVI (Zhou et al., ECCV 2022): the AVSBench baseline, PVT-v2-B5 or ResNet-50 with TPAVI fusion.
 
     ``forward(frames [B,T,3,H,W], audio [B,T,1,96,64], *, frame_valid [B,T] | None)`` returns
     ``AVSOutput(logits [B,T,K,H,W], aux)`` with ``aux``:
@@ -240,18 +241,37 @@ class TPAVI(AVSBackbone):
     stage features, TPAVI outputs, decoder outputs and logits, at the places the AVSS code does
     (``avss/train.py`` and ``avss/model/PVT_AVSModel.py``); ``None`` means every frame is valid,
     which is the S4/MS3 code path.
+
+    Built with random weights, then local pretrained files if given (nothing is downloaded).
+
+    Args:
+        dataset: ``"s4"`` | ``"ms3"`` (K=1) | ``"avss"`` (K=71, bias-free audio alignment).
+        preset: ``"full"`` (original: C=256, PVT-v2-B5 101,320,577 / ResNet-50 69,337,857 parameters
+            without VGGish) or ``"tiny"`` (same code, C=32, tiny encoders, for tests).
+        visual_encoder: ``"pvt_v2_b5"`` | ``"resnet50"``.
+        pretrained_visual: ImageNet weights: ``pvt_v2_b5.pth`` (official names) or torchvision
+            ``resnet50-19c8e357.pth``.
+        pretrained_vggish: ``vggish-10086976.pth``.
+        channel, head_channels: decoder width and head widths (default: the preset's).
+        tpavi_stages: encoder stages (0..3) with a TPAVI block.
+        frames_per_group: frames one TPAVI block mixes (the original hard-codes 5).
+        affinity: ``"factorised"`` | ``"naive"`` (see :class:`TPAVIBlock`).
+        encoder_args: keyword overrides for the visual encoder builder.
     """
 
     recipes = TPAVI_RECIPES
+    tiny_config = {"preset": "tiny"}
 
     def __init__(
         self,
         *,
         dataset: str = "s4",
-        visual_encoder: str = "pvt_v2_b5",
         preset: str = "full",
-        channel: int = 256,
-        head_channels: tuple[int, int] = (128, 32),
+        visual_encoder: str = "pvt_v2_b5",
+        pretrained_visual: str | Path | None = None,
+        pretrained_vggish: str | Path | None = None,
+        channel: int | None = None,
+        head_channels: tuple[int, int] | None = None,
         tpavi_stages: tuple[int, ...] = (0, 1, 2, 3),
         frames_per_group: int = ORIGINAL_FRAMES_PER_GROUP,
         affinity: str = "factorised",
@@ -270,6 +290,8 @@ class TPAVI(AVSBackbone):
         self.visual_encoder_name = visual_encoder
         self.tpavi_stages = tuple(sorted(tpavi_stages))
         self.frames_per_group = frames_per_group
+        channel = PRESETS[preset]["channel"] if channel is None else int(channel)
+        head_channels = PRESETS[preset]["head_channels"] if head_channels is None else tuple(head_channels)
 
         self.vggish = VGGish(tiny=preset == "tiny", frozen=True)
         self.visual_encoder = build_visual_encoder(visual_encoder, preset, **(encoder_args or {}))
@@ -291,6 +313,10 @@ class TPAVI(AVSBackbone):
             nn.ReLU(inplace=True),
             nn.Conv2d(low, self.num_classes, kernel_size=1),
         )
+        if pretrained_visual is not None:
+            self.visual_encoder.load_pretrained(pretrained_visual)
+        if pretrained_vggish is not None:
+            self.vggish.load_pretrained(pretrained_vggish)
 
     def set_affinity(self, mode: str) -> None:
         """Switch every TPAVI block between ``"factorised"`` and ``"naive"`` affinity."""
@@ -397,35 +423,5 @@ class TPAVI(AVSBackbone):
         )
 
 
-@register("tpavi")
-def build_tpavi(
-    *,
-    dataset: str = "s4",
-    preset: str = "full",
-    visual_encoder: str = "pvt_v2_b5",
-    pretrained_visual: str | Path | None = None,
-    pretrained_vggish: str | Path | None = None,
-    **overrides: Any,
-) -> TPAVI:
-    """Build TPAVI with random weights, then load local pretrained files if given.
-
-    Args:
-        dataset: ``"s4"`` | ``"ms3"`` (K=1) | ``"avss"`` (K=71, bias-free audio alignment).
-        preset: ``"full"`` (original: C=256, PVT-v2-B5 101,320,577 / ResNet-50 69,337,857 parameters
-            without VGGish) or ``"tiny"`` (same code, C=32, tiny encoders, for tests).
-        visual_encoder: ``"pvt_v2_b5"`` | ``"resnet50"``.
-        pretrained_visual: ImageNet weights: ``pvt_v2_b5.pth`` (official names) or torchvision
-            ``resnet50-19c8e357.pth``. Nothing is downloaded.
-        pretrained_vggish: ``vggish-10086976.pth``.
-        overrides: ``channel``, ``head_channels``, ``tpavi_stages``, ``frames_per_group``,
-            ``affinity`` ("factorised" | "naive"), ``encoder_args`` (dict for the encoder builder).
-    """
-    check_preset(preset)
-    model = TPAVI(
-        dataset=dataset, visual_encoder=visual_encoder, preset=preset, **{**PRESETS[preset], **overrides}
-    )
-    if pretrained_visual is not None:
-        model.visual_encoder.load_pretrained(pretrained_visual)
-    if pretrained_vggish is not None:
-        model.vggish.load_pretrained(pretrained_vggish)
-    return model
+# The former factory name: the class takes the same keyword config.
+build_tpavi = TPAVI

@@ -1,8 +1,8 @@
-"""``AVSLitModule``: trains any registered backbone with its original recipe.
+"""``AVSLitModule``: trains any backbone with its original recipe.
 
-The backbone (a plain ``nn.Module`` from :mod:`backbones`) carries its recipe per dataset: optimizer,
-learning rate, weight decay, schedule, epochs, loss terms and weights, frozen-backbone epochs and
-the original test batch (the group size of the AVSBench-exact F-score). Every recipe value can be
+The backbone (a plain ``nn.Module``, an :class:`backbones.AVSBackbone` built from its config)
+carries its recipe per dataset: optimizer, learning rate, weight decay, schedule, epochs, loss terms
+and weights, frozen-backbone epochs and the original test batch (the group size of the AVSBench-exact F-score). Every recipe value can be
 overridden (``recipe_overrides``). Frames without ground truth contribute no loss: the loss weight
 of a frame is ``has_label & frame_valid``, so S4 trains on frame 1 only, as the original.
 
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import backbones
-from backbones.base import AVSBackbone, AVSOutput, Recipe
+from backbones.base import AVSOutput, Recipe
 from backbones.losses import LOSS_TERMS
+from openavs_st.config import backbone_name, build_backbone
 from openavs_st.metrics import FalsePositiveRate, FScore, MaskIoU, g_f, g_fpr, g_miou
 
 
@@ -51,19 +51,13 @@ def similarity_loss(cos: torch.Tensor, negative: torch.Tensor, frame_valid: torc
     return (loss * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def pooled_visual_dim(net: AVSBackbone) -> int:
-    """Width of ``aux["visual_pooled"]`` (the backbone's last visual stage or SAM's neck)."""
-    dim = getattr(net, "pooled_visual_dim", None)
-    if dim is None:
-        raise AttributeError(f"{type(net).__name__} does not declare pooled_visual_dim")
-    return int(dim)
-
-
 class AVSLitModule(L.LightningModule):
     """Lightning wrapper around one backbone and its recipe.
 
     Args:
-        backbone: ``{"name": ..., **cfg}`` passed to ``backbones.create``.
+        backbone: the backbone's config: ``{"_target_": "backbones.tpavi.TPAVI", **cfg}`` (a
+            ``configs/backbone/*.yaml`` node, built with Hydra's ``instantiate``) or the name of a
+            registered backbone, ``{"name": "tpavi", **cfg}``; ``dataset`` is added to the call.
         dataset: recipe key (``"s4"``, ``"ms3"``, ``"avss"``).
         recipe_overrides: recipe fields to replace (e.g. ``{"lr": 1e-4, "epochs": 3}``).
         lambda_sim: weight of the robust similarity loss (0 = no similarity head).
@@ -81,26 +75,25 @@ class AVSLitModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        backbone = dict(backbone)
-        name = backbone.pop("name")
-        self.backbone_name = name
-        self.net = backbones.create(name, dataset=dataset, **backbone)
+        self.net = build_backbone(backbone, dataset=dataset)
+        self.backbone_name = backbone_name(self.net)
         self.recipe: Recipe = self.net.recipe(dataset).override(**(recipe_overrides or {}))
         unknown = set(self.recipe.loss_terms) - set(LOSS_TERMS)
         if unknown:
             raise KeyError(f"recipe loss terms {sorted(unknown)} are not in backbones.losses; known: {sorted(LOSS_TERMS)}")
         self.lambda_sim = float(lambda_sim)
-        self.similarity = (
-            SimilarityHead(self._audio_dim(), pooled_visual_dim(self.net)) if self.lambda_sim > 0 else None
-        )
+        self.similarity = None
+        if self.lambda_sim > 0:
+            if self.net.pooled_visual_dim is None:
+                raise ValueError(
+                    f"backbone {self.backbone_name!r} declares no pooled_visual_dim (it returns no "
+                    "aux['visual_pooled']), so the robust similarity head cannot be trained: set robust.lambda_sim=0"
+                )
+            self.similarity = SimilarityHead(self.net.audio_embedding_dim, self.net.pooled_visual_dim)
         self.robust_test_kinds = tuple(robust_test_kinds)
         self.val_metrics = self._metric_set()
         self.test_metrics = nn.ModuleList([self._metric_set() for _ in range(1 + len(self.robust_test_kinds))])
         self._robust_results: dict[str, float] = {}
-
-    @staticmethod
-    def _audio_dim() -> int:
-        return 128  # VGGish embedding width (every backbone's aux["audio_embedding"])
 
     def _metric_set(self) -> nn.ModuleDict:
         r = self.recipe
@@ -202,18 +195,11 @@ class AVSLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------ optimisation
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the recipe ever trains, including a visual backbone frozen for the first
-        epochs (its parameters have no gradient while frozen, so the optimizer skips them)."""
-        freeze = getattr(self.net, "freeze_visual", None)
-        if freeze is not None:
-            frozen_now = {id(p) for p in self.net.parameters() if not p.requires_grad}
-            freeze(False)
-            params = [p for p in self.parameters() if p.requires_grad]
-            for p in self.net.parameters():
-                if id(p) in frozen_now:
-                    p.requires_grad_(False)
-            return params
-        return [p for p in self.parameters() if p.requires_grad]
+        """Parameters the recipe ever trains: those with a gradient now, plus the backbone's
+        :meth:`~backbones.AVSBackbone.visual_parameters` while they are frozen for the first epochs
+        (they have no gradient then, so the optimizer skips them)."""
+        visual = {id(p) for p in self.net.visual_parameters()}
+        return [p for p in self.parameters() if p.requires_grad or id(p) in visual]
 
     def configure_optimizers(self) -> Any:
         r = self.recipe
@@ -236,9 +222,7 @@ class AVSLitModule(L.LightningModule):
         raise ValueError(f"recipe scheduler {r.scheduler!r} is not supported (constant, cosine)")
 
     def on_train_epoch_start(self) -> None:
-        freeze = getattr(self.net, "freeze_visual", None)
-        if freeze is not None:
-            freeze(self.current_epoch < self.recipe.frozen_backbone_epochs)
+        self.net.freeze_visual(self.current_epoch < self.recipe.frozen_backbone_epochs)
 
     # ---------------------------------------------------------------------- exact resume support
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
