@@ -8,7 +8,7 @@ Measured on the synthetic S4 layout:
 - each stage alone: load + describe, LLM translation (``translate_many``, ``--concurrency`` requests in
   flight), ground + segment (frames batched), store writing;
 - the serial loop (``pipeline.overlap=false``): one clip at a time through every stage;
-- the overlapped pipeline (``label_clips`` default).
+- the overlapped pipeline (``run_labeler`` default).
 
 Usage: ``python benchmarks/pseudolabel_throughput.py [--clips 24] [--latency 0.7] [--concurrency 8]``
 """
@@ -126,7 +126,8 @@ def main() -> None:
     from openavs_st.data.store import StoreWriter
     from openavs_st.data.synthetic import write_synthetic
     from pseudolabel.inputs import AVSBenchSource
-    from pseudolabel.openavs import OpenAVSLabeler, label_clips
+    from pseudolabel.openavs import OpenAVSLabeler
+    from pseudolabel.runner import run_labeler
 
     work = Path(tempfile.mkdtemp(prefix="pl_bench_"))
     server = serve(args.latency)
@@ -135,11 +136,11 @@ def main() -> None:
     root = write_synthetic(work / "data", ("s4",), splits={"test": args.clips}, size=args.frame_size, seed=0)["s4"]
     config = {
         "name": "bench",
-        "alm": {"tags": {"backend": "ast", "model": str(models["ast"]), "top_k": 1}},
-        "llm": {"backend": "openai", "model": "gpt-4o-mini", "strategy": "prompt_frame", "base_url": url,
+        "alm": {"tags": {"name": "ast", "model": str(models["ast"]), "top_k": 1}},
+        "llm": {"name": "openai", "model": "gpt-4o-mini", "strategy": "prompt_frame", "base_url": url,
                 "concurrency": args.concurrency, "cache_dir": None},
-        "grounder": {"backend": "grounding_dino", "model": str(models["dino"]), "batch_size": 5},
-        "segmenter": {"backend": "sam2", "model": str(models["sam2"]), "batch_size": 5},
+        "grounder": {"name": "grounding_dino", "model": str(models["dino"]), "batch_size": 5},
+        "segmenter": {"name": "sam2", "model": str(models["sam2"]), "batch_size": 5},
     }
     labeler = OpenAVSLabeler.from_config(config)
     source = AVSBenchSource("avsbench_s4", root, "test")
@@ -170,8 +171,8 @@ def main() -> None:
     slowest_name = max(stage, key=stage.get)
     slowest_fps = frames / stage[slowest_name]
 
-    serial = label_clips(labeler, source, StoreWriter(work / "serial", labeler="bench"), overlap=False, progress=False)
-    overlapped = label_clips(
+    serial = run_labeler(labeler, source, StoreWriter(work / "serial", labeler="bench"), overlap=False, progress=False)
+    overlapped = run_labeler(
         labeler, source, StoreWriter(work / "overlapped", labeler="bench"), overlap=True, progress=False,
         frame_batch=args.frame_batch, max_in_flight=max(16, 2 * args.concurrency),
     )

@@ -1,7 +1,10 @@
 """``python -m pseudolabel labeler=openavs_lite input=... output=...``: build a pseudo-label store.
 
-Options are Hydra overrides of ``configs/pseudolabel/run.yaml`` and the chosen preset
-(``labeler.<key>=...``); ``--cfg`` prints the resolved config and exits, ``--help`` prints this text.
+Options are Hydra overrides of ``configs/pseudolabel/run.yaml`` and the chosen preset: ``labeler/<role>=NAME``
+swaps a component (``labeler/alm=[qwen2_5_omni,clap]``, ``labeler/segmenter=sam``, ``llm=none`` for
+``labeler/llm=none``), ``labeler.<role>.<option>=...`` tunes one (``labeler.grounder.model=/models/gdino``).
+``--list`` prints every registered component by role, ``--cfg`` prints the resolved config and exits,
+``--help`` prints this text.
 The resolved config (secrets scrubbed) is saved in the store as ``pseudolabel_config.yaml``
 (``pseudolabel_config.shard-i-of-n.yaml`` for a shard) and the summary as ``summary.json``
 (``summary.shard-i-of-n.json``). Exit status: 0 when the job ran to the end (clips that failed are
@@ -43,17 +46,6 @@ def input_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "videos", "path": value, **(cfg.get("video") or {})}
 
 
-def labeler_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The preset with the top-level ``llm=`` shortcut applied."""
-    labeler = dict(cfg["labeler"])
-    shortcut = cfg.get("llm")
-    if shortcut is not None:
-        if shortcut not in ("none", "openai", "hf"):
-            raise CLIError(f"llm={shortcut!r}: expected none, openai or hf (or set labeler.llm.* directly)")
-        labeler["llm"] = {**(labeler.get("llm") or {}), "backend": shortcut}
-    return labeler
-
-
 def _suffix(shard: tuple[int, int]) -> str:
     return "" if shard[1] == 1 else f".shard-{shard[0]}-of-{shard[1]}"
 
@@ -91,25 +83,48 @@ def print_summary(summary: dict[str, Any], stream: Any = None) -> None:
     Console(file=stream or sys.stderr).print(table)
 
 
+def print_components(args: list[str], stream: Any = None) -> None:
+    """Every registered component by role, with its one-line description and config file.
+
+    Component configs found on the config search path (including ``hydra.searchpath=[...]`` among
+    ``args``) are imported first, so plug-ins outside this repository are listed too.
+    """
+    from pseudolabel.cli import import_config_targets
+    from pseudolabel.components import ROLES
+
+    import_config_targets(args)
+    out = stream or sys.stdout
+    for role in ROLES.values():
+        print(f"{role.key}: {role.title}  (labeler/{role.key}=NAME)", file=out)
+        described = role.registry.describe()
+        if not described:
+            print("  (none registered)", file=out)
+        width = max((len(name) for name in described), default=0)
+        for name, text in described.items():
+            print(f"  {name.ljust(width)}  {text}", file=out)
+
+
 def run(cfg_node: Any) -> dict[str, Any]:
     """Label a store from a composed config; returns the summary (also written to the store)."""
     from omegaconf import OmegaConf
 
-    from openavs_st.data.store import StoreWriter, scrub_secrets
+    from openavs_st.data.store import StoreWriter, load_records, scrub_secrets, summarize
     from pseudolabel.inputs import open_source
-    from pseudolabel.openavs import OpenAVSLabeler, label_clips, store_summary
+    from pseudolabel.components import ComponentConfigError
+    from pseudolabel.openavs import OpenAVSLabeler
+    from pseudolabel.runner import run_labeler
 
     cfg = resolved(cfg_node)
     shard = parse_shard(cfg.get("shard") or "0/1")
     output = Path(str(cfg["output"])).expanduser()
-    labeler_cfg = labeler_config(cfg)
+    labeler_cfg = dict(cfg["labeler"])
     try:
         source = open_source(input_config(cfg), cfg.get("data"))
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     try:
-        labeler = OpenAVSLabeler.from_config(labeler_cfg, device=cfg.get("device"), dtype=cfg.get("dtype"))
-    except (ValueError, KeyError, TypeError) as exc:
+        labeler = OpenAVSLabeler.from_config(labeler_cfg)
+    except ComponentConfigError as exc:
         raise CLIError(f"labeler config: {exc}") from None
     # The config hash identifies the labeling settings (not where the clips come from or go to).
     hashed = {k: v for k, v in labeler_cfg.items() if k != "llm"}
@@ -125,7 +140,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
     saved = scrub_secrets({**cfg, "labeler": labeler_cfg, "input_source": source.describe()})
     _atomic_text(output / f"pseudolabel_config{_suffix(shard)}.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
     pipeline = cfg.get("pipeline") or {}
-    stats = label_clips(
+    stats = run_labeler(
         labeler,
         source,
         writer,
@@ -141,7 +156,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
         "shard": list(shard),
         "input": source.describe(),
         "run": stats.to_dict(),
-        "store": store_summary(output),
+        "store": summarize(load_records(output).values()),
     }
     _atomic_text(output / f"summary{_suffix(shard)}.json", json.dumps(scrub_secrets(summary), indent=2) + "\n")
     return summary
@@ -151,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     args, flags = split_flags(argv)
     if "--help" in flags or "-h" in args:
         print(__doc__)
+        return 0
+    if "--list" in flags:
+        try:
+            print_components(args)
+        except CLIError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -3,9 +3,13 @@
 The configs live in the repository's ``configs/`` folder (``configs/pseudolabel/run.yaml``,
 ``evaluate.yaml`` and the presets next to them) and are composed with Hydra's compose API (no
 ``@hydra.main``: no working-directory change, no logging takeover, and Hydra's global state is
-released before any model loads, so the ``sam2`` package can set up its own; see
-``shared/reference/pipeline.md`` §1). ``labeler=NAME`` on the command line selects the preset
-``configs/pseudolabel/NAME.yaml`` (Hydra's own spelling of that choice is ``pseudolabel@labeler=NAME``).
+released before any model loads, so the ``sam2`` package, whose ``sam2/__init__.py`` initialises Hydra on
+import, can set up its own). Shortcuts translated to Hydra's own spelling:
+
+- ``labeler=NAME``: the preset ``configs/pseudolabel/NAME.yaml`` (``pseudolabel@labeler=NAME``);
+- ``labeler/<role>=NAME``: the component ``configs/pseudolabel/<role>/NAME.yaml`` of that role
+  (``pseudolabel/<role>@labeler.<role>=NAME``; ALMs take a list: ``labeler/alm=[qwen2_5_omni,clap]``);
+- ``llm=NAME``: ``labeler/llm=NAME``.
 """
 
 from __future__ import annotations
@@ -40,16 +44,62 @@ def presets() -> list[str]:
 
 
 def translate_overrides(args: list[str]) -> list[str]:
-    """Command-line overrides with ``labeler=NAME`` spelled as Hydra wants it (and checked)."""
+    """Command-line overrides with the shortcuts (module docstring) spelled as Hydra wants them."""
+    from pseudolabel.components import ROLES
+
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
-        if sep and key in ("labeler", "+labeler"):
+        key = key.lstrip("+")
+        if sep and key == "labeler":
             if value not in presets():
                 raise CLIError(f"unknown labeler {value!r}; presets in {config_dir() / 'pseudolabel'}: {presets()}")
             arg = f"pseudolabel@labeler={value}"
+        elif sep and key == "llm":
+            arg = f"pseudolabel/llm@labeler.llm={value}"
+        elif sep and key.startswith("labeler/"):
+            role = key.removeprefix("labeler/")
+            if role not in ROLES:
+                raise CLIError(f"{key}: unknown role {role!r}; roles: {sorted(ROLES)}")
+            arg = f"pseudolabel/{role}@labeler.{role}={value}"
         out.append(arg)
     return out
+
+
+def search_dirs(args: list[str]) -> list[Path]:
+    """The config folders: the repository's ``configs/`` and those of ``hydra.searchpath=[file://...]``."""
+    folders = [config_dir()]
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "hydra.searchpath":
+            for entry in value.strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("file://"):
+                    folders.append(Path(entry.removeprefix("file://")))
+    return folders
+
+
+def import_config_targets(args: list[str]) -> None:
+    """Import the ``_target_`` module of every component config on the search path, so that components
+    defined outside this package register themselves (``--list`` shows them)."""
+    import importlib
+
+    from pseudolabel.components import ROLES
+
+    for folder in search_dirs(args):
+        for role in ROLES:
+            for path in sorted((folder / "pseudolabel" / role).glob("*.yaml")):
+                node = OmegaConf.load(path)
+                nodes = [node] if "_target_" in node else [v for v in node.values() if isinstance(v, DictConfig)]
+                for entry in nodes:
+                    target = str(entry.get("_target_", ""))
+                    module = target.rpartition(".")[0]
+                    if not module:
+                        continue
+                    try:
+                        importlib.import_module(module)
+                    except ImportError as exc:
+                        raise CLIError(f"{path}: cannot import _target_ {target!r}: {exc}") from None
 
 
 def compose(config_name: str, args: list[str]) -> DictConfig:
@@ -78,10 +128,26 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     missing = sorted(key for key in cfg if OmegaConf.is_missing(cfg, key))
     if missing:
         raise CLIError(f"missing value(s) for {missing}: pass them on the command line, e.g. {missing[0]}=...")
+    nested = missing_keys(cfg)
+    if nested:
+        raise CLIError(f"missing value(s) for {nested}: pass them on the command line, e.g. {nested[0]}=...")
     try:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
         raise CLIError(" ".join(str(exc).split())) from None
+
+
+def missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of every ``???`` value below ``node``."""
+    found: list[str] = []
+    if isinstance(node, DictConfig):
+        for key in node:
+            path = f"{prefix}{key}"
+            if OmegaConf.is_missing(node, key):
+                found.append(path)
+            else:
+                found.extend(missing_keys(node._get_node(key), f"{path}."))
+    return found
 
 
 def split_flags(argv: list[str] | None) -> tuple[list[str], set[str]]:

@@ -32,7 +32,8 @@ from pseudolabel.__main__ import main as label_main
 from pseudolabel.evaluate import evaluate_store
 from pseudolabel.evaluate import main as evaluate_main
 from pseudolabel.inputs import AVSBenchSource, UnpairedSource, VideoFolderSource
-from pseudolabel.openavs import OpenAVSLabeler, label_clips
+from pseudolabel.openavs import OpenAVSLabeler
+from pseudolabel.runner import run_labeler
 from tiny_vision import tiny_grounding_dino, tiny_sam2
 
 torch = pytest.importorskip("torch")
@@ -74,8 +75,9 @@ def s4_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def model_overrides(models: dict[str, Path]) -> list[str]:
     return [
-        "~labeler.alm.qwen",
-        f"+labeler.alm.tags={{backend:ast,model:{models['ast']},top_k:1}}",
+        "labeler/alm=[ast]",
+        f"labeler.alm.ast.model={models['ast']}",
+        "labeler.alm.ast.top_k=1",
         f"labeler.grounder.model={models['dino']}",
         f"labeler.segmenter.model={models['sam2']}",
         "progress=false",
@@ -86,10 +88,10 @@ def labeler_config(models: dict[str, Path], **llm: Any) -> dict[str, Any]:
     return {
         "name": "test_lite",
         "mode": "openavs",
-        "alm": {"tags": {"backend": "ast", "model": str(models["ast"]), "top_k": 1}},
-        "llm": llm or {"backend": "none"},
-        "grounder": {"backend": "grounding_dino", "model": str(models["dino"]), "box_threshold": 0.25},
-        "segmenter": {"backend": "sam2", "model": str(models["sam2"])},
+        "alm": {"tags": {"name": "ast", "model": str(models["ast"]), "top_k": 1}},
+        "llm": llm or {"name": "none"},
+        "grounder": {"name": "grounding_dino", "model": str(models["dino"]), "box_threshold": 0.25},
+        "segmenter": {"name": "sam2", "model": str(models["sam2"])},
     }
 
 
@@ -216,12 +218,12 @@ def test_llm_stage_with_a_local_server_silent_frames_tokens_and_cache(models, s4
     server = ChatServer(silent=(2,))
     try:
         cache = tmp_path / "cache"
-        llm = dict(backend="openai", model="gpt-4o-mini", strategy="prompt_frame", base_url=server.url,
+        llm = dict(name="openai", model="gpt-4o-mini", strategy="prompt_frame", base_url=server.url,
                    cache_dir=str(cache), concurrency=2, max_retries=0)
         labeler = OpenAVSLabeler.from_config(labeler_config(models, **llm))
         source = AVSBenchSource("avsbench_s4", s4_root, "test")
         writer = StoreWriter(tmp_path / "a", labeler="test_lite")
-        stats = label_clips(labeler, source, writer, progress=False, frame_batch=10)
+        stats = run_labeler(labeler, source, writer, progress=False, frame_batch=10)
         # Two clips whose (tiny, random) ALM texts coincide send identical requests; the second one is
         # served by the cache when the first has already been answered, so count calls + hits.
         calls = stats.llm_calls
@@ -238,7 +240,7 @@ def test_llm_stage_with_a_local_server_silent_frames_tokens_and_cache(models, s4
         assert stats.empty_mask_frames >= 4
 
         # Same requests into another store: all answered by the cache, nothing sent, nothing paid.
-        again = label_clips(labeler, source, StoreWriter(tmp_path / "b", labeler="test_lite"), progress=False)
+        again = run_labeler(labeler, source, StoreWriter(tmp_path / "b", labeler="test_lite"), progress=False)
         assert again.clips_ok == 4 and again.llm_calls == 0 and again.llm_cache_hits == 4 and again.llm_cost_usd == 0
         assert len(server.bodies) == calls
     finally:
@@ -268,18 +270,18 @@ def test_model_strategy_with_a_vlm_sends_image_and_audio_agents(
     server = ChatServer()
     try:
         cfg = labeler_config(
-            models, backend="openai", model="gpt-4o-mini", strategy="model", base_url=server.url,
+            models, name="openai", model="gpt-4o-mini", strategy="model", base_url=server.url,
             cache_dir=str(tmp_path / "cache"), concurrency=3, max_retries=0, model_scope="frame",
         )
         # Two audio describers (the tagger's top 1 and top 2 labels): Audio agents 0 and 1.
         cfg["alm"]["top2"] = {**cfg["alm"]["tags"], "top_k": 2}
         prompts = ["Please describe the image in detail", "What could be making a sound?"]  # Image agents 0 and 1
-        cfg["vlm"] = {"backend": "qwen2_5_vl", "model": str(vlm_dir), "max_new_tokens": 3, "prompts": prompts}
+        cfg["vlm"] = {"name": "qwen2_5_vl", "model": str(vlm_dir), "max_new_tokens": 3, "prompts": prompts}
         labeler = OpenAVSLabeler.from_config(cfg)
         assert labeler.translator.model_scope == "frame"  # one request per frame
         source = AVSBenchSource("avsbench_s4", s4_root, "test")
         writer = StoreWriter(tmp_path / "a", labeler="test_model")
-        stats = label_clips(labeler, source, writer, progress=False, frame_batch=10)
+        stats = run_labeler(labeler, source, writer, progress=False, frame_batch=10)
 
         assert stats.clips_ok == 4 and stats.clips_failed == 0
         records = load_records(tmp_path / "a")
@@ -313,7 +315,7 @@ def test_model_strategy_with_a_vlm_sends_image_and_audio_agents(
         np.testing.assert_array_equal(clip.masks.astype(bool), expected_masks(models, clip.frames, phrases))
 
         # Two clips again into another store: every request is served by the cache.
-        again = label_clips(labeler, source, StoreWriter(tmp_path / "b", labeler="test_model"), progress=False, limit=2)
+        again = run_labeler(labeler, source, StoreWriter(tmp_path / "b", labeler="test_model"), progress=False, limit=2)
         assert again.clips_ok == 2 and (again.llm_calls, again.llm_cache_hits, again.llm_cost_usd) == (0, 10, 0.0)
         assert len(server.bodies) == len(sent)
     finally:
@@ -367,7 +369,7 @@ def test_a_corrupt_video_and_an_unreadable_wav_fail_alone(models, s4_root: Path,
         write_video(videos / f"{name}.mp4", rng.integers(0, 255, (30, 48, 64, 3), dtype=np.uint8), 10, (tone, 16000))
     (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(rng.integers(0, 255, 3000, dtype=np.uint8)))
     writer = StoreWriter(tmp_path / "from_videos", labeler="test_lite")
-    stats = label_clips(labeler, VideoFolderSource(videos), writer, progress=False)
+    stats = run_labeler(labeler, VideoFolderSource(videos), writer, progress=False)
     assert (stats.clips_ok, stats.clips_failed) == (2, 1)
     records = load_records(tmp_path / "from_videos")
     assert records["broken"]["status"].startswith("failed: ClipError:") and "broken.mp4" in records["broken"]["status"]
@@ -380,7 +382,7 @@ def test_a_corrupt_video_and_an_unreadable_wav_fail_alone(models, s4_root: Path,
     wav = next((copy / "s4_data" / "audio_wav" / "test").rglob("s4_test_001.wav"))
     wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     writer = StoreWriter(tmp_path / "from_s4", labeler="test_lite")
-    stats = label_clips(labeler, AVSBenchSource("avsbench_s4", copy, "test"), writer, progress=False)
+    stats = run_labeler(labeler, AVSBenchSource("avsbench_s4", copy, "test"), writer, progress=False)
     assert (stats.clips_ok, stats.clips_failed) == (3, 1)
     status = load_records(tmp_path / "from_s4")["s4_test_001"]["status"]
     assert status.startswith("failed: ClipError") and "s4_test_001.wav" in status
@@ -416,7 +418,7 @@ def test_unpaired_mode_pairs_each_audio_with_k_seeded_images(models, tmp_path: P
     image = np.asarray(Image.open(image_dir / f"{source.ids[0].split('+')[1]}.png").convert("RGB"))
     assert clip.frames.shape == (3, 36, 44, 3) and all((frame == image).all() for frame in clip.frames)
     writer = StoreWriter(tmp_path / "store", labeler="test_lite")
-    stats = label_clips(OpenAVSLabeler.from_config(labeler_config(models)), source, writer, progress=False)
+    stats = run_labeler(OpenAVSLabeler.from_config(labeler_config(models)), source, writer, progress=False)
     assert stats.clips_ok == 6
     for clip_id, rec in load_records(tmp_path / "store").items():
         pairing = rec["meta"]["pairing"]
@@ -537,6 +539,6 @@ def test_overlapped_run_keeps_at_most_max_in_flight_clips_in_memory(models, tmp_
     labeler = OpenAVSLabeler.from_config(cfg)
     writer = StoreWriter(tmp_path / "store", labeler="clip_label")
     source = _CountingSource(root, writer)
-    stats = label_clips(labeler, source, writer, progress=False, max_in_flight=1, frame_batch=5)
+    stats = run_labeler(labeler, source, writer, progress=False, max_in_flight=1, frame_batch=5)
     assert stats.clips_ok == 5 and source.loaded == 5
     assert source.peak == 1

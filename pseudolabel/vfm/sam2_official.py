@@ -203,7 +203,7 @@ class Sam2OfficialSegmenter(Segmenter):
 
         autocast = (
             torch.autocast(torch.device(self.device).type, dtype=getattr(torch, self.dtype))
-            if self.dtype != "float32"
+            if self.dtype not in ("float32", "auto")
             else contextlib.nullcontext()
         )
         results: list[BoxMasks] = []
