@@ -251,6 +251,14 @@ def write_synthetic(
     return out
 
 
+def ensure_synthetic(root: str | Path) -> Path:
+    """The synthetic S4 dataset under ``root`` (24 train, 8 val, 8 test clips at 64x64), written if it is
+    not there yet; what ``data=synthetic`` trains on."""
+    root = Path(root)
+    if not (root / "Single-source" / "s4_meta_data.csv").is_file():
+        write_synthetic(root, ("s4",), splits={"train": 24, "val": 8, "test": 8}, size=64, seed=0)
+    return root
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m openavs_st.data.synthetic out=DIR [layouts=s4,ms3,avss] [size=64] [seed=0]
     [train=6] [val=2] [test=2] [pickles=false]``"""
