@@ -108,9 +108,14 @@ def run(cfg_node: Any) -> dict[str, Any]:
     """Label a store from a composed config; returns the summary (also written to the store)."""
     from omegaconf import OmegaConf
 
-    from openavs_st.data.store import StoreWriter, load_records, scrub_secrets, summarize
-    from pseudolabel.inputs import open_source
+    from openavs_st.data.store import (
+        StoreWriter,
+        load_records,
+        scrub_secrets,
+        summarize,
+    )
     from pseudolabel.components import ComponentConfigError
+    from pseudolabel.inputs import open_source
     from pseudolabel.openavs import OpenAVSLabeler
     from pseudolabel.runner import run_labeler
 

@@ -335,6 +335,10 @@ class Component:
         """Settings that determine the outputs."""
         return {"backend": getattr(self, "name", type(self).__name__)}
 
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in self.provenance().items() if key != "backend")
+        return f"{type(self).__name__}({fields})"
+
 
 # --- role interfaces ----------------------------------------------------------------------------------
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from pseudolabel.alm.base import AudioTagger, load_vocabulary, register
 from pseudolabel.components import LazyModel
-from pseudolabel.alm.base import AudioTagger, deep_merge, load_vocabulary, register
+from pseudolabel.tiny_models import deep_merge
 
 DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
 # A 0.03M-parameter AST over 32 mel bins x 128 frames (1.28 s); labels: the shipped AudioSet names.
@@ -79,22 +80,15 @@ class ASTAudioTagger(AudioTagger):
         threshold: float = 0.0,
         exclude: Sequence[str] | None = None,
         separator: str = ", ",
+        batch_size: int = 8,
         config: Mapping[str, Any] | None = None,
         device: str = "cpu",
         dtype: str = "auto",
         seed: int = 0,
-        batch_size: int = 8,
     ) -> None:
         super().__init__(top_k=top_k, threshold=threshold, exclude=exclude, separator=separator, batch_size=batch_size)
         self.lazy = LazyModel(
-            "ast",
-            model,
-            config=config,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            load_pretrained=load_ast,
-            build_random=build_tiny_ast,
+            "ast", model, config=config, device=device, dtype=dtype, seed=seed, load_pretrained=load_ast, build_random=build_tiny_ast
         )
 
     @property

@@ -11,14 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pseudolabel.alm.base import (
-    GenerativeAudioDescriber,
-    chatml_template,
-    deep_merge,
-    register,
-    tiny_qwen2_tokenizer,
-)
+from pseudolabel.alm.base import GenerativeAudioDescriber, register
 from pseudolabel.alm.qwen2_5_omni import AUDIO_PROMPT
+from pseudolabel.tiny_models import chatml_template, deep_merge, tiny_qwen2_tokenizer
 
 DEFAULT_MODEL = "nvidia/audio-flamingo-3-hf"
 SOUND_TOKEN = "<sound>"
@@ -49,15 +44,10 @@ def load_audio_flamingo3(source: str, dtype: Any) -> tuple[Any, Any]:
 def build_tiny_audio_flamingo3(config: dict[str, Any]) -> tuple[Any, Any]:
     """A random Audio Flamingo 3 and a processor made offline, from :data:`TINY_AF3` updated with ``config``
     (``AudioFlamingo3Config`` fields plus ``feature_extractor``: ``WhisperFeatureExtractor`` kwargs)."""
-    from transformers import (
-        AudioFlamingo3Config,
-        AudioFlamingo3ForConditionalGeneration,
-        AudioFlamingo3Processor,
-        WhisperFeatureExtractor,
-    )
+    import transformers as hf
 
     merged = deep_merge(TINY_AF3, config)
-    feature_extractor = WhisperFeatureExtractor(**merged.pop("feature_extractor"))
+    feature_extractor = hf.WhisperFeatureExtractor(**merged.pop("feature_extractor"))
     tokenizer = tiny_qwen2_tokenizer([SOUND_TOKEN])
     merged["text_config"] = {
         "vocab_size": len(tokenizer),
@@ -65,14 +55,14 @@ def build_tiny_audio_flamingo3(config: dict[str, Any]) -> tuple[Any, Any]:
         "pad_token_id": tokenizer.pad_token_id,
         **merged["text_config"],
     }
-    model_config = AudioFlamingo3Config(**{"audio_token_id": tokenizer.convert_tokens_to_ids(SOUND_TOKEN), **merged})
-    processor = AudioFlamingo3Processor(
+    model_config = hf.AudioFlamingo3Config(**{"audio_token_id": tokenizer.convert_tokens_to_ids(SOUND_TOKEN), **merged})
+    processor = hf.AudioFlamingo3Processor(
         feature_extractor=feature_extractor,
         tokenizer=tokenizer,
         chat_template=chatml_template({"audio": SOUND_TOKEN}),
         audio_token=SOUND_TOKEN,
     )
-    return processor, AudioFlamingo3ForConditionalGeneration(model_config)
+    return processor, hf.AudioFlamingo3ForConditionalGeneration(model_config)
 
 
 @register("audio_flamingo3")

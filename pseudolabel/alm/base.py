@@ -25,7 +25,6 @@ Nothing here imports torch or transformers at import time: they are imported whe
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pseudolabel.components import ALM, Component, LazyModel, positive_int
+
 VOCABULARY_DIR = Path(__file__).resolve().parent / "vocabularies"
 SHIPPED_VOCABULARIES = ("audioset", "vggsound", "avsbench")
 
@@ -124,7 +124,18 @@ def batched_pairs(
 # --- the interface -------------------------------------------------------------------------------
 
 
-class AudioDescriber(Component, ABC):
+class Describer(Component):
+    """Base of the audio and image describers: the prompts and batch size they record as provenance."""
+
+    prompts: tuple[str | None, ...]
+    batch_size: int
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-serialisable settings that determine the texts (for the pseudo-label manifest)."""
+        return {"backend": self.name, "prompts": list(self.prompts), "batch_size": self.batch_size}
+
+
+class AudioDescriber(Describer, ABC):
     """Describes audio segments in text: ``describe(segments, sample_rate, prompts) -> texts[segment][prompt]``.
 
     Subclasses provide :attr:`sample_rate` (the rate the model expects) and :meth:`_describe_waves`;
@@ -168,7 +179,9 @@ class AudioDescriber(Component, ABC):
         waves = check_segments(segments)
         if not waves:
             return []
-        from openavs_st.data.audio import resample  # imported here: openavs_st.data imports torch
+        from openavs_st.data.audio import (
+            resample,  # imported here: openavs_st.data imports torch
+        )
 
         target = self.sample_rate
         return [resample(wave, sample_rate, target) for wave in waves]
@@ -193,33 +206,10 @@ class AudioDescriber(Component, ABC):
             return []
         return self._describe_waves(waves, resolved)
 
-    def provenance(self) -> dict[str, Any]:
-        """JSON-serialisable settings that determine the texts (for the pseudo-label manifest)."""
-        return {"backend": self.name, "prompts": list(self.prompts), "batch_size": self.batch_size}
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{key}={value!r}" for key, value in self.provenance().items() if key != "backend")
-        return f"{type(self).__name__}({fields})"
 
 
-register = ALM.register
-create_alm = ALM.create  # create_alm("qwen2_5_omni", device="cuda", ...): the describer registered under that name
-available = ALM.names
-
-
-# --- helpers for tiny configs -----------------------------------------------------------------------
-
-
-def deep_merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``defaults`` updated with ``overrides``, merging nested mappings key by key."""
-    merged = copy.deepcopy(dict(defaults))
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
+# The ``alm`` role: @register(name) on a backend class; create_alm(name, **cfg) builds one; available() lists them.
+register, create_alm, available = ALM.register, ALM.create, ALM.names
 
 
 # --- chat models prompted with one media item ------------------------------------------------------
@@ -538,51 +528,3 @@ class AudioTagger(AudioDescriber):
             "exclude": None if self.exclude is None else list(self.exclude),
             "separator": self.separator,
         }
-
-
-# --- offline building blocks for tiny random models -----------------------------------------------
-
-
-def byte_level_vocab(special_tokens: Sequence[str], *, specials_first: bool) -> dict[str, int]:
-    """A byte-level BPE vocabulary with no merges: the 256 byte symbols plus ``special_tokens``."""
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    symbols = sorted(ByteLevel.alphabet())
-    ordered = [*special_tokens, *symbols] if specials_first else [*symbols, *special_tokens]
-    return {token: index for index, token in enumerate(ordered)}
-
-
-def tiny_qwen2_tokenizer(special_tokens: Sequence[str], named_tokens: Mapping[str, str] | None = None) -> Any:
-    """An offline Qwen2 (byte-level, merge-free) tokenizer with ChatML and the given special tokens.
-
-    ``named_tokens`` maps attribute names (``audio_token``, ``image_token`` ...) to special tokens, which
-    multimodal processors read from the tokenizer.
-    """
-    from tokenizers import AddedToken
-    from transformers import Qwen2Tokenizer
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *special_tokens]
-    tokenizer = Qwen2Tokenizer(
-        vocab=byte_level_vocab(specials, specials_first=False),
-        merges=[],
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=dict(named_tokens or {}),
-    )
-    # Every special token must stay one token (the ids already exist in the vocabulary).
-    tokenizer.add_tokens([AddedToken(token, special=True) for token in specials], special_tokens=True)
-    return tokenizer
-
-
-def chatml_template(placeholders: Mapping[str, str]) -> str:
-    """A minimal ChatML chat template (Jinja) for tiny test processors: content parts are rendered in order,
-    text as is and a media part (``{"type": "audio"}`` ...) as its placeholder string."""
-    media = "".join(f"{{% elif part['type'] == '{kind}' %}}{placeholder}" for kind, placeholder in placeholders.items())
-    return (
-        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-        "{% if message['content'] is string %}{{ message['content'] }}"
-        "{% else %}{% for part in message['content'] %}"
-        "{% if part['type'] == 'text' %}{{ part['text'] }}" + media + "{% endif %}"
-        "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from pseudolabel.alm.base import AudioTagger, load_vocabulary, register
 from pseudolabel.components import LazyModel
-from pseudolabel.alm.base import AudioTagger, byte_level_vocab, deep_merge, load_vocabulary, register
+from pseudolabel.tiny_models import byte_level_vocab, deep_merge
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
 DEFAULT_TEMPLATE = "This is a sound of {}"
@@ -56,7 +57,13 @@ def build_tiny_clap(config: dict[str, Any]) -> tuple[Any, Any]:
     """A random CLAP and a processor made offline (byte-level RoBERTa tokenizer without merges), from
     :data:`TINY_CLAP` updated with ``config`` (``ClapConfig`` fields plus ``feature_extractor``:
     ``ClapFeatureExtractor`` kwargs)."""
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+    from transformers import (
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        RobertaTokenizer,
+    )
 
     merged = deep_merge(TINY_CLAP, config)
     feature_extractor = ClapFeatureExtractor(**merged.pop("feature_extractor"))
@@ -121,24 +128,12 @@ class ClapAudioTagger(AudioTagger):
         batch_size: int = 8,
     ) -> None:
         super().__init__(
-            top_k=top_k,
-            threshold=threshold,
-            exclude=exclude,
-            separator=separator,
-            prompts=prompts,
-            batch_size=batch_size,
+            top_k=top_k, threshold=threshold, exclude=exclude, separator=separator, prompts=prompts, batch_size=batch_size
         )
         self.vocabulary_source = vocabulary if isinstance(vocabulary, (str, Path)) else "list"
         self._labels = load_vocabulary(vocabulary)
         self.lazy = LazyModel(
-            "clap",
-            model,
-            config=config,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            load_pretrained=load_clap,
-            build_random=build_tiny_clap,
+            "clap", model, config=config, device=device, dtype=dtype, seed=seed, load_pretrained=load_clap, build_random=build_tiny_clap
         )
         self._text_cache: dict[str, Any] = {}
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pseudolabel.alm.base import (
-    GenerativeAudioDescriber,
+from pseudolabel.alm.base import GenerativeAudioDescriber, register
+from pseudolabel.tiny_models import (
+    TINY_QWEN2_TEXT,
+    TINY_QWEN2_VISION,
     chatml_template,
     deep_merge,
-    register,
     tiny_qwen2_tokenizer,
 )
 
@@ -51,14 +52,7 @@ _PLACEHOLDERS = {
 }
 # A 0.1M-parameter Thinker: mrope_section sums to head_dim / 2 = (32 / 2) / 2.
 TINY_THINKER = {
-    "text_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-    },
+    "text_config": TINY_QWEN2_TEXT,
     "audio_config": {
         "num_mel_bins": 128,
         "encoder_layers": 1,
@@ -67,14 +61,7 @@ TINY_THINKER = {
         "d_model": 16,
         "output_dim": 32,
     },
-    "vision_config": {
-        "depth": 1,
-        "hidden_size": 16,
-        "intermediate_size": 32,
-        "num_heads": 2,
-        "out_hidden_size": 32,
-        "fullatt_block_indexes": [0],
-    },
+    "vision_config": TINY_QWEN2_VISION,
     "feature_extractor": {"feature_size": 128},
     "image_processor": {},
 }
@@ -82,7 +69,10 @@ TINY_THINKER = {
 
 def load_thinker(source: str, dtype: Any) -> tuple[Any, Any]:
     """The Qwen2.5-Omni processor and Thinker from a Hub id or local directory."""
-    from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers import (
+        Qwen2_5OmniProcessor,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+    )
 
     processor = Qwen2_5OmniProcessor.from_pretrained(source)
     model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(source, dtype=dtype)
@@ -97,18 +87,11 @@ def build_tiny_thinker(config: dict[str, Any]) -> tuple[Any, Any]:
     e.g. ``sampling_rate``) and ``image_processor`` (``Qwen2VLImageProcessor`` kwargs). Token ids and the
     vocabulary size come from the tokenizer.
     """
-    from transformers import (
-        Qwen2_5OmniProcessor,
-        Qwen2_5OmniThinkerConfig,
-        Qwen2_5OmniThinkerForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-        WhisperFeatureExtractor,
-    )
+    import transformers as hf
 
     merged = deep_merge(TINY_THINKER, config)
-    feature_extractor = WhisperFeatureExtractor(**merged.pop("feature_extractor"))
-    image_processor = Qwen2VLImageProcessor(**merged.pop("image_processor"))
+    feature_extractor = hf.WhisperFeatureExtractor(**merged.pop("feature_extractor"))
+    image_processor = hf.Qwen2VLImageProcessor(**merged.pop("image_processor"))
     tokenizer = tiny_qwen2_tokenizer(list(_NAMED_TOKENS.values()), _NAMED_TOKENS)
     token_id = tokenizer.convert_tokens_to_ids
     merged["text_config"] = {
@@ -117,7 +100,7 @@ def build_tiny_thinker(config: dict[str, Any]) -> tuple[Any, Any]:
         "pad_token_id": tokenizer.pad_token_id,
         **merged["text_config"],
     }
-    model_config = Qwen2_5OmniThinkerConfig(
+    model_config = hf.Qwen2_5OmniThinkerConfig(
         **{
             "audio_token_index": token_id("<|AUDIO|>"),
             "image_token_index": token_id("<|IMAGE|>"),
@@ -129,38 +112,43 @@ def build_tiny_thinker(config: dict[str, Any]) -> tuple[Any, Any]:
     )
     # get_rope_index reads this attribute, which the config class does not define (pipeline.md §2).
     model_config.vision_start_token_id = token_id("<|vision_bos|>")
-    processor = Qwen2_5OmniProcessor(
+    processor = hf.Qwen2_5OmniProcessor(
         image_processor=image_processor,
-        video_processor=Qwen2VLVideoProcessor(),
+        video_processor=hf.Qwen2VLVideoProcessor(),
         feature_extractor=feature_extractor,
         tokenizer=tokenizer,
         chat_template=chatml_template(_PLACEHOLDERS),
     )
-    return processor, Qwen2_5OmniThinkerForConditionalGeneration(model_config)
+    return processor, hf.Qwen2_5OmniThinkerForConditionalGeneration(model_config)
 
 
-@register("qwen2_5_omni")
-class Qwen25OmniAudioDescriber(GenerativeAudioDescriber):
-    """Qwen2.5-Omni (Thinker) describing each segment; greedy decoding.
+class QwenOmniThinker:
+    """Mixin of the Qwen2.5-Omni audio and image describers: one family (so an audio and an image describer
+    of one checkpoint share the loaded Thinker), its loaders, default model and system prompt.
 
     Args:
         model: Hub id or local directory (default ``Qwen/Qwen2.5-Omni-7B``; ``-3B`` also exists).
         system_prompt: the Qwen system prompt by default; None for no system message.
-        **kwargs: :class:`~pseudolabel.alm.base.GenerativeAudioDescriber` arguments (``config``,
+        **kwargs: the describer's :class:`~pseudolabel.alm.base.ChatBackend` arguments (``config``,
             ``device``, ``dtype``, ``max_new_tokens``, ``prompts``, ``batch_size`` ...).
     """
 
     family = FAMILY
     media_first = True
-    default_prompts = (AUDIO_PROMPT,)
     load_pretrained = staticmethod(load_thinker)
     build_random = staticmethod(build_tiny_thinker)
 
     def __init__(
-        self,
-        model: str | Path = DEFAULT_MODEL,
-        *,
-        system_prompt: str | None = QWEN_OMNI_SYSTEM_PROMPT,
-        **kwargs: Any,
+        self, model: str | Path = DEFAULT_MODEL, *, system_prompt: str | None = QWEN_OMNI_SYSTEM_PROMPT, **kwargs: Any
     ) -> None:
-        super().__init__(model, system_prompt=system_prompt, **kwargs)
+        super().__init__(model, system_prompt=system_prompt, **kwargs)  # type: ignore[call-arg]
+
+
+@register("qwen2_5_omni")
+class Qwen25OmniAudioDescriber(QwenOmniThinker, GenerativeAudioDescriber):
+    """Qwen2.5-Omni (Thinker) describing each segment; greedy decoding.
+
+    Arguments: :class:`QwenOmniThinker`.
+    """
+
+    default_prompts = (AUDIO_PROMPT,)

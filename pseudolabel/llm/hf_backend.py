@@ -17,7 +17,13 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from pseudolabel.components import LazyModel, check_dtype
-from pseudolabel.llm.base import ChatTranslator, Completion, CompleteFn, Messages, register
+from pseudolabel.llm.base import (
+    ChatTranslator,
+    CompleteFn,
+    Completion,
+    Messages,
+    register,
+)
 
 
 def load_chat_model(source: str, dtype: Any) -> tuple[Any, Any]:

@@ -30,7 +30,14 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-from pseudolabel.llm.base import ChatTranslator, Completion, CompleteFn, Messages, TranslationError, register
+from pseudolabel.llm.base import (
+    ChatTranslator,
+    CompleteFn,
+    Completion,
+    Messages,
+    TranslationError,
+    register,
+)
 
 log = logging.getLogger(__name__)
 

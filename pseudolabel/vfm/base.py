@@ -23,13 +23,11 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from pseudolabel.components import GROUNDER, SEGMENTER, Component
-
-
+from pseudolabel.components import GROUNDER, SEGMENTER, Component, transformers_model
 
 # --- result types --------------------------------------------------------------------------------
 
@@ -170,6 +168,47 @@ def same_size_batches(images: Sequence[np.ndarray], size: int) -> list[list[int]
     for index, image in enumerate(images):
         groups.setdefault(image.shape[:2], []).append(index)
     return [batch for group in groups.values() for batch in chunks(group, size)]
+
+
+# --- transformers-backed backends -------------------------------------------------------------------
+
+
+class TransformersBackend:
+    """Mixin of the grounders and segmenters whose model is a transformers class pair: sets ``self.lazy``
+    (a :class:`~pseudolabel.components.LazyModel`) and ``self.batch_size``, and gives ``from_pretrained`` /
+    ``from_config`` constructors and a ``repr``.
+
+    Subclasses set :attr:`model_class`, :attr:`processor_class` and :attr:`default_model`.
+    """
+
+    model_class: ClassVar[str]
+    processor_class: ClassVar[str]
+    default_model: ClassVar[str]
+
+    def _init_model(self, model: str | None, config: Any, processor: Any, device: str, dtype: str, batch_size: int) -> None:
+        if model is None and config is None:
+            model = self.default_model
+        self.batch_size = check_batch_size(batch_size)
+        self.lazy = transformers_model(
+            self.model_class, self.processor_class, model, config=config, processor=processor, device=device, dtype=dtype
+        )
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, **kwargs: Any) -> Any:
+        """A backend loading ``model`` (Hub id or local directory; default: the class default) on first use."""
+        return cls(model, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: Any, processor: Any, **kwargs: Any) -> Any:
+        """A backend with random weights built from a transformers model config (tests, offline)."""
+        return cls(None, config=config, processor=processor, **kwargs)
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size}
+
+    def __repr__(self) -> str:
+        fields = {"model": self.lazy.source, **self._repr_fields(), "device": self.lazy.device, "dtype": self.lazy.dtype}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 
 # --- interfaces ----------------------------------------------------------------------------------

@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.components import transformers_model
 from pseudolabel.vfm.base import (
     Detections,
     Grounder,
-    check_batch_size,
+    TransformersBackend,
     clean_phrases,
     grounder,
     same_size_batches,
@@ -73,7 +72,7 @@ def threshold_keyword(processor: Any) -> str:
 
 
 @grounder.register("grounding_dino")
-class GroundingDinoGrounder(Grounder):
+class GroundingDinoGrounder(TransformersBackend, Grounder):
     """GroundingDINO (transformers) text -> boxes.
 
     Args:
@@ -89,51 +88,31 @@ class GroundingDinoGrounder(Grounder):
         processor: the ``GroundingDinoProcessor`` to use with ``config``.
     """
 
+    model_class = "GroundingDinoForObjectDetection"
+    processor_class = "GroundingDinoProcessor"
+    default_model = DEFAULT_MODEL
+
     def __init__(
         self,
         model: str | None = None,
         *,
         box_threshold: float = BOX_THRESHOLD,
         text_threshold: float = TEXT_THRESHOLD,
+        config: Any = None,
+        processor: Any = None,
         batch_size: int = 4,
         device: str = "cpu",
         dtype: str = "float32",
-        config: Any = None,
-        processor: Any = None,
     ) -> None:
         for label, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{label} must be in [0, 1), got {value}")
-        if model is None and config is None:
-            model = DEFAULT_MODEL
         self.box_threshold = float(box_threshold)
         self.text_threshold = float(text_threshold)
-        self.batch_size = check_batch_size(batch_size)
-        self.lazy = transformers_model(
-            "GroundingDinoForObjectDetection",
-            "GroundingDinoProcessor",
-            model,
-            config=config,
-            processor=processor,
-            device=device,
-            dtype=dtype,
-        )
+        self._init_model(model, config, processor, device, dtype, batch_size)
 
-    @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_MODEL, **kwargs: Any) -> GroundingDinoGrounder:
-        """A grounder loading ``model`` (Hub id or local directory) on first use."""
-        return cls(model, **kwargs)
-
-    @classmethod
-    def from_config(cls, config: Any, processor: Any, **kwargs: Any) -> GroundingDinoGrounder:
-        """A grounder with random weights built from a ``GroundingDinoConfig`` (tests, offline)."""
-        return cls(None, config=config, processor=processor, **kwargs)
-
-    def __repr__(self) -> str:
-        return (
-            f"GroundingDinoGrounder(model={self.lazy.source!r}, box_threshold={self.box_threshold}, "
-            f"text_threshold={self.text_threshold}, device={self.lazy.device!r}, dtype={self.lazy.dtype!r})"
-        )
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"box_threshold": self.box_threshold, "text_threshold": self.text_threshold, **super()._repr_fields()}
 
     def _detect(self, images: list[np.ndarray], phrases: list[list[str]]) -> list[Detections]:
         import torch

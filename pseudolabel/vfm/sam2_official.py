@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from pseudolabel.components import Lazy, check_dtype
-from pseudolabel.vfm.base import BoxMasks, Segmenter, check_batch_size, chunks, segmenter
+from pseudolabel.vfm.base import (
+    BoxMasks,
+    Segmenter,
+    check_batch_size,
+    chunks,
+    segmenter,
+)
 
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_l.yaml"
 INSTALL_HINT = (

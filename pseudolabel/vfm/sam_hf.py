@@ -14,15 +14,14 @@ torch, transformers and PIL are imported on first use.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from pseudolabel.components import transformers_model
 from pseudolabel.vfm.base import (
     BoxMasks,
     Segmenter,
-    check_batch_size,
+    TransformersBackend,
     chunks,
     segmenter,
 )
@@ -32,7 +31,7 @@ from pseudolabel.vfm.base import (
 MASK_THRESHOLD = 0.0
 
 
-class TransformersSamSegmenter(Segmenter):
+class TransformersSamSegmenter(TransformersBackend, Segmenter):
     """Box prompts through a transformers SAM-family model (``SamModel`` or ``Sam2Model``).
 
     Args:
@@ -45,10 +44,6 @@ class TransformersSamSegmenter(Segmenter):
         processor: the processor to use with ``config``.
     """
 
-    model_class: ClassVar[str]
-    processor_class: ClassVar[str]
-    default_model: ClassVar[str]
-
     def __init__(
         self,
         model: str | None = None,
@@ -59,34 +54,7 @@ class TransformersSamSegmenter(Segmenter):
         config: Any = None,
         processor: Any = None,
     ) -> None:
-        if model is None and config is None:
-            model = self.default_model
-        self.batch_size = check_batch_size(batch_size)
-        self.lazy = transformers_model(
-            self.model_class,
-            self.processor_class,
-            model,
-            config=config,
-            processor=processor,
-            device=device,
-            dtype=dtype,
-        )
-
-    @classmethod
-    def from_pretrained(cls, model: str | None = None, **kwargs: Any) -> TransformersSamSegmenter:
-        """A segmenter loading ``model`` (Hub id or local directory; default: the class default)."""
-        return cls(model, **kwargs)
-
-    @classmethod
-    def from_config(cls, config: Any, processor: Any, **kwargs: Any) -> TransformersSamSegmenter:
-        """A segmenter with random weights built from a model config (tests, offline)."""
-        return cls(None, config=config, processor=processor, **kwargs)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(model={self.lazy.source!r}, device={self.lazy.device!r}, "
-            f"dtype={self.lazy.dtype!r}, batch_size={self.batch_size})"
-        )
+        self._init_model(model, config, processor, device, dtype, batch_size)
 
     def _post_process(self, processor: Any, pred_masks: Any, encoded: Any) -> list[Any]:
         """Per image ``[boxes, 1, H, W]`` bool masks at the original size from ``pred_masks``

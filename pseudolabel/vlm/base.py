@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pseudolabel.alm.base import ChatBackend, batched_pairs, check_prompts
-from pseudolabel.components import VLM, Component, positive_int
+from pseudolabel.alm.base import ChatBackend, Describer, batched_pairs, check_prompts
+from pseudolabel.components import VLM, positive_int
 
 IMAGE_PROMPT = "Please describe the image in detail"  # OpenAVS paper, Appendix F
 
@@ -41,7 +41,7 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     return list(images)
 
 
-class ImageDescriber(Component, ABC):
+class ImageDescriber(Describer, ABC):
     """Describes images in text: ``describe(images, prompts) -> texts[image][prompt]``.
 
     Args:
@@ -76,18 +76,9 @@ class ImageDescriber(Component, ABC):
             return []
         return self._describe_images(checked, resolved)
 
-    def provenance(self) -> dict[str, Any]:
-        """JSON-serialisable settings that determine the texts (for the pseudo-label manifest)."""
-        return {"backend": self.name, "prompts": list(self.prompts), "batch_size": self.batch_size}
 
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{key}={value!r}" for key, value in self.provenance().items() if key != "backend")
-        return f"{type(self).__name__}({fields})"
-
-
-register = VLM.register
-create_vlm = VLM.create  # create_vlm("qwen2_5_omni", device="cuda", ...): the describer registered under that name
-available = VLM.names
+# The ``vlm`` role: @register(name) on a backend class; create_vlm(name, **cfg) builds one; available() lists them.
+register, create_vlm, available = VLM.register, VLM.create, VLM.names
 
 
 class GenerativeImageDescriber(ChatBackend, ImageDescriber):

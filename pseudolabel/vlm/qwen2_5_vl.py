@@ -11,7 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pseudolabel.alm.base import chatml_template, deep_merge, tiny_qwen2_tokenizer
+from pseudolabel.tiny_models import (
+    TINY_QWEN2_TEXT,
+    TINY_QWEN2_VISION,
+    chatml_template,
+    deep_merge,
+    tiny_qwen2_tokenizer,
+)
 from pseudolabel.vlm.base import GenerativeImageDescriber, register
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -19,22 +25,8 @@ _NAMED_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
 _VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", *_NAMED_TOKENS.values()]
 # A 0.05M-parameter model: mrope_section sums to head_dim / 2 = (32 / 2) / 2.
 TINY_QWEN2_5_VL = {
-    "text_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-    },
-    "vision_config": {
-        "depth": 1,
-        "hidden_size": 16,
-        "intermediate_size": 32,
-        "num_heads": 2,
-        "out_hidden_size": 32,
-        "fullatt_block_indexes": [0],
-    },
+    "text_config": TINY_QWEN2_TEXT,
+    "vision_config": TINY_QWEN2_VISION,
     "image_processor": {},
 }
 
@@ -50,16 +42,10 @@ def load_qwen2_5_vl(source: str, dtype: Any) -> tuple[Any, Any]:
 def build_tiny_qwen2_5_vl(config: dict[str, Any]) -> tuple[Any, Any]:
     """A random Qwen2.5-VL and a processor made offline, from :data:`TINY_QWEN2_5_VL` updated with
     ``config`` (``Qwen2_5_VLConfig`` fields plus ``image_processor``: ``Qwen2VLImageProcessor`` kwargs)."""
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    import transformers as hf
 
     merged = deep_merge(TINY_QWEN2_5_VL, config)
-    image_processor = Qwen2VLImageProcessor(**merged.pop("image_processor"))
+    image_processor = hf.Qwen2VLImageProcessor(**merged.pop("image_processor"))
     tokenizer = tiny_qwen2_tokenizer(_VISION_TOKENS, _NAMED_TOKENS)
     token_id = tokenizer.convert_tokens_to_ids
     merged["text_config"] = {
@@ -69,7 +55,7 @@ def build_tiny_qwen2_5_vl(config: dict[str, Any]) -> tuple[Any, Any]:
         "pad_token_id": tokenizer.pad_token_id,
         **merged["text_config"],
     }
-    model_config = Qwen2_5_VLConfig(
+    model_config = hf.Qwen2_5_VLConfig(
         **{
             "image_token_id": token_id("<|image_pad|>"),
             "video_token_id": token_id("<|video_pad|>"),
@@ -78,13 +64,13 @@ def build_tiny_qwen2_5_vl(config: dict[str, Any]) -> tuple[Any, Any]:
             **merged,
         }
     )
-    processor = Qwen2_5_VLProcessor(
+    processor = hf.Qwen2_5_VLProcessor(
         image_processor=image_processor,
-        video_processor=Qwen2VLVideoProcessor(),
+        video_processor=hf.Qwen2VLVideoProcessor(),
         tokenizer=tokenizer,
         chat_template=chatml_template({"image": "<|vision_start|><|image_pad|><|vision_end|>"}),
     )
-    return processor, Qwen2_5_VLForConditionalGeneration(model_config)
+    return processor, hf.Qwen2_5_VLForConditionalGeneration(model_config)
 
 
 @register("qwen2_5_vl")
