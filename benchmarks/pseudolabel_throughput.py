@@ -125,7 +125,7 @@ def main() -> None:
 
     from openavs_st.data.store import StoreWriter
     from openavs_st.data.synthetic import write_synthetic
-    from pseudolabel.inputs import AVSBenchSource
+    from openavs_st.data.sources import AVSBenchSource
     from pseudolabel.openavs import OpenAVSLabeler
     from pseudolabel.runner import run_labeler
 
@@ -146,12 +146,12 @@ def main() -> None:
     source = AVSBenchSource("avsbench_s4", root, "test")
     labeler.load_models()
     for clip_id in source.ids[:2]:  # warm-up
-        labeler.segment([_with_phrases(labeler.describe(source, clip_id))])
+        labeler.finish([_with_phrases(labeler.prepare(source, clip_id))])
 
     frames = 5 * args.clips
     stage: dict[str, float] = {}
     start = time.perf_counter()
-    items = [labeler.describe(source, clip_id) for clip_id in source.ids]
+    items = [labeler.prepare(source, clip_id) for clip_id in source.ids]
     stage["load + ALM describe"] = time.perf_counter() - start
     start = time.perf_counter()
     translations = labeler.translator.translate_many([item.descriptions() for item in items])
@@ -161,12 +161,12 @@ def main() -> None:
     start = time.perf_counter()
     results = []
     for index in range(0, len(items), max(1, args.frame_batch // 5)):
-        results.extend(labeler.segment(items[index : index + max(1, args.frame_batch // 5)]))
+        results.extend(labeler.finish(items[index : index + max(1, args.frame_batch // 5)]))
     stage["ground + segment"] = time.perf_counter() - start
     writer = StoreWriter(work / "stage_write", labeler="bench")
     start = time.perf_counter()
-    for item, (masks, info) in zip(items, results):
-        writer.write(item.clip, masks, labeler.record(item, info))
+    for item, (masks, record) in zip(items, results):
+        writer.write(item.clip, masks, record)
     stage["store write"] = time.perf_counter() - start
     slowest_name = max(stage, key=stage.get)
     slowest_fps = frames / stage[slowest_name]
@@ -195,7 +195,7 @@ def main() -> None:
 
 
 def _with_phrases(item: Any) -> Any:
-    item.phrases = [["dog"]] * item.num_frames
+    item.phrases, item.pending = [["dog"]] * item.frames, False
     return item
 
 

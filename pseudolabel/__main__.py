@@ -108,6 +108,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
     """Label a store from a composed config; returns the summary (also written to the store)."""
     from omegaconf import OmegaConf
 
+    from openavs_st.data.sources import open_source
     from openavs_st.data.store import (
         StoreWriter,
         load_records,
@@ -115,7 +116,6 @@ def run(cfg_node: Any) -> dict[str, Any]:
         summarize,
     )
     from pseudolabel.components import ComponentConfigError
-    from pseudolabel.inputs import open_source
     from pseudolabel.openavs import OpenAVSLabeler
     from pseudolabel.runner import run_labeler
 

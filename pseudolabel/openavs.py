@@ -208,10 +208,14 @@ class OpenAVSLabeler:
 
     async def resolve(self, item: Described, session: Any) -> None:
         """Translate the clip's descriptions into phrases (on the runner's loop)."""
-        translation = await session.translate(item.descriptions())
+        self.apply_translation(item, await session.translate(item.descriptions()))
+
+    def apply_translation(self, item: Described, translation: Any) -> None:
+        """Take a clip's phrases from its :class:`~pseudolabel.llm.Translation`."""
         item.phrases = [list(p) for p in translation.phrases]
         item.translation = translation.record
         item.timings["llm_s"] = float(translation.record.latency_s)
+        item.pending = False
 
     def failure_record(self, item: Described) -> dict[str, Any]:
         """Record fields of a clip that failed after its translation: the LLM usage it cost."""

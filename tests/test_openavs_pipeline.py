@@ -1,4 +1,4 @@
-"""The OpenAVS labeler end to end (``pseudolabel.openavs``, ``pseudolabel.inputs``, ``python -m pseudolabel``,
+"""The OpenAVS labeler end to end (``pseudolabel.openavs``, ``pseudolabel.runner``, ``openavs_st.data.sources``, ``python -m pseudolabel``,
 ``python -m pseudolabel.evaluate``) with tiny random models saved to local directories (so the real
 ``from_pretrained`` path runs) and a real chat-completions server on 127.0.0.1.
 
@@ -24,17 +24,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tiny_vision import tiny_grounding_dino, tiny_sam2
 
+from openavs_st.data.sources import AVSBenchSource, UnpairedSource, VideoFolderSource
 from openavs_st.data.store import PseudoLabelStore, StoreWriter, load_records
 from openavs_st.data.synthetic import write_synthetic
 from pseudolabel import vfm
 from pseudolabel.__main__ import main as label_main
 from pseudolabel.evaluate import evaluate_store
 from pseudolabel.evaluate import main as evaluate_main
-from pseudolabel.inputs import AVSBenchSource, UnpairedSource, VideoFolderSource
 from pseudolabel.openavs import OpenAVSLabeler
 from pseudolabel.runner import run_labeler
-from tiny_vision import tiny_grounding_dino, tiny_sam2
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
