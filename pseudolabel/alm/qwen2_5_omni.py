@@ -2,7 +2,8 @@
 
 Only ``Qwen2_5OmniThinkerForConditionalGeneration`` is loaded: the full
 ``Qwen2_5OmniForConditionalGeneration`` adds the speech Talker and checks ``speaker`` against a map that a
-randomly built model lacks (see shared/reference/pipeline.md §2), and OpenAVS needs text only. The same
+randomly built model lacks (transformers ``models/qwen2_5_omni/modeling_qwen2_5_omni.py``), and OpenAVS
+needs text only. The same
 loaders serve :mod:`pseudolabel.vlm.qwen2_5_omni`; an ALM and a VLM on the same checkpoint, device and
 dtype share one loaded Thinker.
 
@@ -110,7 +111,8 @@ def build_tiny_thinker(config: dict[str, Any]) -> tuple[Any, Any]:
             **merged,
         }
     )
-    # get_rope_index reads this attribute, which the config class does not define (pipeline.md §2).
+    # get_rope_index reads this attribute, which the config class does not define (transformers
+    # models/qwen2_5_omni/modeling_qwen2_5_omni.py).
     model_config.vision_start_token_id = token_id("<|vision_bos|>")
     processor = hf.Qwen2_5OmniProcessor(
         image_processor=image_processor,

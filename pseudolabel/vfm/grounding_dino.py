@@ -3,7 +3,8 @@
 ``GroundingDinoForObjectDetection`` + ``GroundingDinoProcessor`` from a Hub id or local directory
 (default ``IDEA-Research/grounding-dino-tiny``; ``IDEA-Research/grounding-dino-base`` also works),
 loaded on first use. We use the transformers port rather than IDEA's ``groundingdino`` package,
-which does not build on transformers 5 (reference pipeline.md §0).
+which breaks on transformers 5 (its ``groundingdino/models/GroundingDINO/bertwarper.py`` calls
+``BertModel.get_extended_attention_mask``, gone in 5.x; IDEA-Research/GroundingDINO issue #446).
 
 Per image the phrases become one caption ``"a. b."``: lower-case, each phrase ending with a period
 (IDEA's ``predict`` lower-cases and appends the final period; Grounded-SAM-2's demos join several
@@ -66,7 +67,7 @@ def phrase_spans(phrases: Sequence[str]) -> list[tuple[int, int]]:
 
 def threshold_keyword(processor: Any) -> str:
     """The box-threshold keyword of ``processor.post_process_grounded_object_detection``:
-    ``threshold`` in transformers >= 4.55 / 5.x, ``box_threshold`` before (pipeline.md §0.2)."""
+    ``threshold`` in transformers >= 4.55 / 5.x, ``box_threshold`` before (IDEA-Research/Grounded-SAM-2 PR #119)."""
     parameters = inspect.signature(processor.post_process_grounded_object_detection).parameters
     return "threshold" if "threshold" in parameters else "box_threshold"
 
