@@ -65,7 +65,11 @@ class FakeChatServer:
         """Make the next request fail with ``status`` (queued, first in first out)."""
         self.failures.append((status, headers or {}, {"error": {"message": message, "type": "test", "code": code}}))
 
-    def _respond(self, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    def raw_next(self, data: bytes, content_type: str) -> None:
+        """Make the next request answer 200 with ``data`` as its body (a broken proxy, a captive portal)."""
+        self.failures.append((200, {"Content-Type": content_type}, data))
+
+    def _respond(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
         with self._lock:
             if self.failures:
                 return self.failures.popleft()
@@ -99,9 +103,9 @@ class FakeChatServer:
                 finally:
                     with server._lock:
                         server.in_flight -= 1
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -246,6 +250,46 @@ def test_retries_are_bounded_and_client_errors_not_retried(server: FakeChatServe
     with pytest.raises(llm.TranslationError, match=r"1 attempt.*HTTP 429.*quota"):
         translator(server, max_retries=2).translate(CLIP)
     assert len(server.bodies) == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "shown"),
+    [
+        (b"<html><body>502 Bad Gateway (proxy)</body></html>", "text/html", "502 Bad Gateway (proxy)"),
+        (b"{not json", "application/json", "{not json"),
+        (b'{"id": "x", "object": "chat.completion"}', "application/json", '"object":"chat.completion"'),
+    ],
+)
+def test_malformed_bodies_are_retried_then_fail_naming_the_endpoint(
+    server: FakeChatServer, api_key: str, data: bytes, content_type: str, shown: str
+) -> None:
+    server.raw_next(data, content_type)
+    result = translator(server, max_retries=2).translate(CLIP)  # retried like a 5xx, then answered
+    assert len(server.bodies) == 2 and result.record.frame_status == ["ok", "ok"]
+
+    for _ in range(3):
+        server.raw_next(data, content_type)
+    with pytest.raises(llm.TranslationError) as caught:
+        translator(server, max_retries=2).translate(CLIP)
+    message = str(caught.value)
+    assert f"{server.url}: invalid response (" in message and "3 attempt(s)" in message
+    assert shown in message  # the start of what came back
+    assert len(server.bodies) == 5
+
+
+def test_empty_or_unparseable_answers_are_never_cached(server: FakeChatServer, api_key: str, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for answer in ("", "I cannot tell what makes the sound."):
+        server.answer = lambda body, text=answer: text
+        first = translator(server, cache_dir=cache).translate(CLIP)
+        assert first.record.frame_status == ["fallback:missing", "fallback:missing"]
+        assert not list(cache.rglob("*.json"))
+        sent = len(server.bodies)
+        again = translator(server, cache_dir=cache).translate(CLIP)
+        assert len(server.bodies) == sent + 1 and not again.record.cache_hit  # asked again, not served stale
+    server.answer = echo_answer
+    translator(server, cache_dir=cache).translate(CLIP)
+    assert len(list(cache.rglob("*.json"))) == 1  # a good answer is cached
 
 
 def test_failed_clip_is_returned_in_its_slot(server: FakeChatServer, api_key: str) -> None:

@@ -280,9 +280,11 @@ def test_hf_backend_runs_end_to_end_and_falls_back(tiny_chat_model: Path, tmp_pa
         if status.startswith("fallback"):
             assert result.phrases[t] == [["a dog barks", "dog"], ["rain", "wind"]][t]
 
-    shutil.rmtree(model_dir)  # a fully cached rerun never loads the model
+    # A random model's answer does not parse for every frame: it is never cached, so a rerun asks again.
+    assert any(status.startswith("fallback") for status in record.frame_status)
+    assert not list((tmp_path / "cache").rglob("*.json"))
     again = llm.create("hf", model=str(model_dir), max_tokens=12, cache_dir=tmp_path / "cache").translate(clip)
-    assert again.record.cache_hit and again.phrases == result.phrases
+    assert not again.record.cache_hit and again.record.raw_responses == record.raw_responses
 
 
 def test_hf_backend_model_strategy_and_sampling(tiny_chat_model: Path) -> None:

@@ -348,6 +348,8 @@ class _Outcome:
     completion: Completion
     cache_hit: bool
     latency_s: float
+    key: str = ""
+    request: dict[str, Any] | None = None  # what the cache records with a fresh answer
 
 
 def _check_prices(prices: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
@@ -472,23 +474,30 @@ class ChatTranslator(Translator):
             start = time.perf_counter()
             completion = await session.complete(messages)
             latency = time.perf_counter() - start
-        if self.cache is not None:
-            self.cache.put(
-                key,
-                {
-                    "request": {
-                        "model": self.model,
-                        "messages": messages,
-                        "temperature": self.temperature,
-                        "seed": self.seed,
-                        "max_tokens": self.max_tokens,
-                    },
-                    "response": completion.text,
-                    "prompt_tokens": completion.prompt_tokens,
-                    "completion_tokens": completion.completion_tokens,
-                },
-            )
-        return _Outcome(completion, cache_hit=False, latency_s=latency)
+        request = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+        }
+        return _Outcome(completion, cache_hit=False, latency_s=latency, key=key, request=request)
+
+    def _remember(self, outcome: _Outcome, usable: bool) -> None:
+        """Cache a fresh answer that parsed for every frame it covers; an empty or unparseable answer is
+        never cached, so the next run asks again."""
+        if self.cache is None or outcome.cache_hit or not usable or not outcome.completion.text.strip():
+            return
+        completion = outcome.completion
+        self.cache.put(
+            outcome.key,
+            {
+                "request": outcome.request,
+                "response": completion.text,
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+            },
+        )
 
     async def _translate_clip(self, clip: ClipDescriptions, session: _ChatSession) -> Translation:
         requests = self.strategy.build_requests(clip, model_scope=self.model_scope)
@@ -507,6 +516,8 @@ class ChatTranslator(Translator):
             notes.extend(prefix + note for note in parsed.notes)
             for t, answer in zip(request.frames, parsed.answers):
                 phrases[t], status[t] = self._frame_result(clip.frames[t], answer)
+            self._remember(outcome, usable=all(answer.status in ("ok", "silent") for answer in parsed.answers)
+                           and len(parsed.answers) == len(request.frames))
         fallback_frames = [t for t, frame_status in enumerate(status) if frame_status.startswith("fallback")]
         if fallback_frames:
             log.info("clip %s: frames %s fell back to the untranslated text", clip.clip_id, fallback_frames)

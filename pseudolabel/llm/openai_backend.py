@@ -164,8 +164,12 @@ class OpenAITranslator(ChatTranslator):
         attempt = 0
         while True:
             try:
-                response = await client.chat.completions.create(model=self.model, messages=messages, **options)
-            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                try:
+                    response = await client.chat.completions.create(model=self.model, messages=messages, **options)
+                except (openai.APIResponseValidationError, ValueError) as exc:  # a body that is not JSON
+                    raise InvalidResponse(str(getattr(exc, "doc", None) or getattr(exc, "body", None) or exc)) from None
+                return _completion(response)
+            except (openai.APIStatusError, openai.APIConnectionError, InvalidResponse) as exc:
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
                     raise TranslationError(self._describe_failure(exc, attempt + 1)) from None
@@ -179,8 +183,6 @@ class OpenAITranslator(ChatTranslator):
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
-            else:
-                return _completion(response)
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``exc`` on attempt ``attempt`` (0-based), or None
@@ -202,6 +204,8 @@ class OpenAITranslator(ChatTranslator):
 
     def _describe_failure(self, exc: Exception, attempts: int) -> str:
         endpoint = self.base_url or "the OpenAI API"
+        if isinstance(exc, InvalidResponse):
+            return self._scrub(f"{endpoint}: {exc} from model {self.model!r} after {attempts} attempt(s)")
         message = (
             f"{self.name} request to {endpoint} (model {self.model!r}) failed after {attempts} "
             f"attempt(s): {_error_summary(exc)}"
@@ -218,7 +222,18 @@ class OpenAITranslator(ChatTranslator):
         return text.replace(key, "***") if key else text
 
 
+class InvalidResponse(Exception):
+    """A 2xx answer that is not a chat completion (not JSON, no ``choices``); retried like a 5xx."""
+
+    def __init__(self, body: Any) -> None:
+        dump = getattr(body, "model_dump_json", None)  # a parsed object without choices: show its JSON
+        text = " ".join((dump(exclude_none=True) if callable(dump) else str(body)).split())
+        super().__init__(f"invalid response ({text[:200]})")
+
+
 def _error_summary(exc: Exception) -> str:
+    if isinstance(exc, InvalidResponse):
+        return str(exc)
     status = getattr(exc, "status_code", None)
     detail = getattr(exc, "message", None) or str(exc)
     return f"HTTP {status}: {detail}" if status is not None else f"{type(exc).__name__}: {detail}"
@@ -226,10 +241,14 @@ def _error_summary(exc: Exception) -> str:
 
 def _completion(response: Any) -> Completion:
     """Text and token usage of a chat-completions response (missing parts become "" / 0)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise InvalidResponse(response)
     text = ""
-    if response.choices:
-        text = response.choices[0].message.content or ""
-    usage = response.usage
+    if choices:
+        message = getattr(choices[0], "message", None)
+        text = getattr(message, "content", None) or ""
+    usage = getattr(response, "usage", None)
     return Completion(
         text=text,
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
