@@ -109,13 +109,8 @@ def run(cfg_node: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from openavs_st.data.sources import open_source
-    from openavs_st.data.store import (
-        StoreWriter,
-        load_records,
-        scrub_secrets,
-        summarize,
-    )
-    from pseudolabel.components import ComponentConfigError
+    from openavs_st.data.store import StoreWriter, load_records, scrub_secrets, shard_of, summarize
+    from pseudolabel.components import ComponentConfigError, ComponentLoadError
     from pseudolabel.openavs import OpenAVSLabeler
     from pseudolabel.runner import run_labeler
 
@@ -134,14 +129,26 @@ def run(cfg_node: Any) -> dict[str, Any]:
     # The config hash identifies the labeling settings (not where the clips come from or go to).
     hashed = {k: v for k, v in labeler_cfg.items() if k != "llm"}
     hashed["llm"] = {k: v for k, v in (labeler_cfg.get("llm") or {}).items() if k not in ("cache_dir", "concurrency")}
-    writer = StoreWriter(
-        output,
+    options = dict(
         labeler=str(labeler_cfg.get("name", "openavs")),
         config=hashed,
         shard=shard,
         image_format=str(cfg.get("image_format") or "png"),
         retry_failed=bool(cfg.get("retry_failed", True)),
     )
+    # Models load before anything is written, so a model that is not on disk stops the job with exit 2 and
+    # an untouched store; a store with nothing left to do loads none.
+    writer = StoreWriter(output, **options) if output.exists() else None
+    if writer is not None:
+        pending = writer.pending(source.ids)
+    else:
+        pending = [clip_id for clip_id in source.ids if shard_of(clip_id, shard[1]) == shard[0]]
+    if pending:
+        try:
+            labeler.load_models()
+        except ComponentLoadError as exc:
+            raise CLIError(str(exc)) from None
+    writer = writer or StoreWriter(output, **options)
     saved = scrub_secrets({**cfg, "labeler": labeler_cfg, "input_source": source.describe()})
     _atomic_text(output / f"pseudolabel_config{_suffix(shard)}.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
     pipeline = cfg.get("pipeline") or {}

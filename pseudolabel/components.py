@@ -320,6 +320,7 @@ class Component:
     """
 
     name: ClassVar[str]
+    source_key: ClassVar[str] = "model"  # the option that says where the weights are (named in load errors)
 
     def load(self) -> None:
         """Load every model of the component now."""
@@ -473,12 +474,37 @@ def build(role: str, node: Mapping[str, Any], key: str | None = None) -> Any:
             f"{key} has neither _target_ nor name: choose a {spec.registry.role} with "
             f"labeler/{role}=NAME (one of {spec.registry.names()})"
         )
+    try:
+        component.config_key = key  # named in load errors (load_all)
+    except AttributeError:  # a class with __slots__
+        pass
     if not isinstance(component, spec.interface):
         missing = [m for m in _protocol_members(spec.interface) if not hasattr(component, m)]
         raise ComponentConfigError(
             f"{key}: {type(component).__name__} is not a {spec.registry.role}: it lacks {missing}"
         )
     return component
+
+
+class ComponentLoadError(ComponentConfigError):
+    """A component's model could not be loaded (not on disk, wrong id, no hub access)."""
+
+
+def load_all(components: Sequence[Any]) -> None:
+    """Load every component's models now; the first that fails raises :class:`ComponentLoadError` naming
+    its config key and source, in one line, and which key to set."""
+    for component in components:
+        try:
+            component.load()
+        except Exception as exc:  # noqa: BLE001 - reported in one line with the key to change
+            key = getattr(component, "config_key", type(component).__name__)
+            sources = [h.source for h in _holders(component) if isinstance(h, LazyModel)]
+            what = f" {sources[0]!r}" if sources else ""
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise ComponentLoadError(
+                f"{key}: could not load{what} ({type(exc).__name__}: {first}); set "
+                f"{key}.{getattr(component, 'source_key', 'model')}= to the downloaded weights (or a reachable Hub id)"
+            ) from None
 
 
 def _protocol_members(protocol: type) -> list[str]:

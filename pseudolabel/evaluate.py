@@ -26,13 +26,6 @@ MISSING_POLICIES = ("error", "empty", "skip")
 BINARY_LOGIT = 1e4  # sigmoid(+1e4) == 1.0 and sigmoid(-1e4) == 0.0 in float32
 
 
-def store_masks(root: Path, record: dict[str, Any]) -> np.ndarray:
-    """``[T, H, W]`` uint8 {0, 1} masks of one store record."""
-    from openavs_st.data.avsbench import read_image
-
-    return np.stack([(read_image(root / path, "L") > 127).astype(np.uint8) for path in record["masks"]])
-
-
 def evaluate_store(
     store: str | Path,
     dataset: str,
@@ -48,15 +41,13 @@ def evaluate_store(
 
     from openavs_st.data.avsbench import open_reader
     from openavs_st.data.clip import ClipError
-    from openavs_st.data.store import STATUS_OK, load_records, manifest_files
+    from openavs_st.data.store import STATUS_OK, PseudoLabelStore
     from openavs_st.metrics import FScore, MaskIoU, TwoClassMIoU
 
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
-    store = Path(store).expanduser()
-    if not store.is_dir() or not manifest_files(store):
-        raise ClipError(f"{store} is not a pseudo-label store (no manifest*.jsonl)")
-    records = load_records(store)
+    labels = PseudoLabelStore(Path(store).expanduser(), compute_log_mel=False)
+    store, records = labels.root, labels.all_records
     reader = open_reader(dataset, root, split, audio="none", **(reader_kwargs or {}))
     if dataset == "avsbench_avss":
         reader = open_reader("avsbench_avss_binary", root, split, audio="none", **(reader_kwargs or {}))
@@ -83,7 +74,7 @@ def evaluate_store(
         if clip_id in absent:
             pred = np.zeros_like(gt)
         else:
-            pred = store_masks(store, records[clip_id])
+            pred = labels.read_masks(records[clip_id])
             if pred.shape != gt.shape:
                 raise ClipError(
                     f"{store}: clip {clip_id!r} has masks {pred.shape} but the ground truth is {gt.shape} "
@@ -130,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     from openavs_st.data.clip import ClipError
+    from openavs_st.data.configs import require_root
     from openavs_st.data.store import atomic_write
 
     try:
         cfg = resolved(compose("evaluate", args))
         data = cfg.get("data") or {}
-        if data.get("root") in (None, "", "???"):
-            raise CLIError(f"data.root is not set for data={data.get('name')}: pass data.root=/path/to/dataset")
+        require_root(data.get("root"), key="data.root", owner=f"data.name={data.get('name')}")
         options = {"subsets": list(data["subsets"])} if data.get("subsets") else {}
         result = evaluate_store(
             cfg["store"],

@@ -35,7 +35,7 @@ import numpy as np
 
 from pseudolabel import alm as alm_pkg
 from pseudolabel import llm as llm_pkg
-from pseudolabel.components import ComponentConfigError, build, named_nodes
+from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
 from pseudolabel.runner import ClipWork
 
 MODES = ("openavs", "clip_label")
@@ -143,9 +143,7 @@ class OpenAVSLabeler:
     def load_models(self) -> None:
         """Load every model now (normally they load on first use). The LLM translator loads on the first
         request its cache cannot answer, so a fully cached rerun needs neither its model nor its key."""
-        for component in self.components():
-            if component is not self.translator:
-                component.load()
+        load_all([c for c in self.components() if c is not self.translator])
 
     def provenance(self) -> dict[str, Any]:
         """What produced the labels (recorded once per run in the summary)."""

@@ -471,6 +471,21 @@ def test_cli_reports_configuration_errors(tmp_path: Path, capsys: pytest.Capture
                        f"unpaired.audio_dir={tmp_path}", f"unpaired.image_dir={tmp_path}"]) == 2
 
 
+def test_a_model_that_is_not_on_disk_stops_before_anything_is_written(
+    models, s4_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "store"
+    missing = tmp_path / "no-such-model"
+    args = ["labeler=openavs_lite", "input=avsbench", "data=avsbench_s4", f"data.root={s4_root}", f"output={out}",
+            "llm=none", *model_overrides(models), f"labeler.grounder.model={missing}"]
+    assert label_main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "Loading weights" not in line]
+    assert len(err) == 1 and err[0].startswith("error: labeler.grounder: could not load")  # one line, no traceback
+    assert str(missing) in err[0] and "set labeler.grounder.model=" in err[0]
+    assert not out.exists()  # nothing written: no config, no manifest, no folder
+
+
 # --- evaluate --------------------------------------------------------------------------------------------
 
 

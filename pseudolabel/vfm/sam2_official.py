@@ -139,6 +139,8 @@ class Sam2OfficialSegmenter(Segmenter):
             float32, as in the sam2 demos).
     """
 
+    source_key = "checkpoint"
+
     def __init__(
         self,
         checkpoint: str | Path | None,
