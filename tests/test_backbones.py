@@ -3,14 +3,19 @@ the registry, as timm's tests are over ``list_models``), and the registry itself
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
+from hydra.utils import get_class
 
 import backbones
 from backbones import BACKBONES, AVSBackbone, AVSOutput, UnknownComponentError
 from backbones.losses import LOSS_TERMS
 
 NAMES = backbones.available()
+BACKBONE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "backbone"
 
 
 def test_builtin_backbones_are_found_without_a_list() -> None:
@@ -76,3 +81,15 @@ def test_backbone_defaults_declare_no_optional_features() -> None:
     assert net.pooled_visual_dim is None and net.audio_embedding_dim == 128
     assert list(net.visual_parameters()) == [] and net.tiny_config == {}
     net.freeze_visual(True)  # a no-op, not an error
+
+
+def test_every_backbone_has_one_config_whose_target_is_its_class() -> None:
+    """``python train.py backbone=NAME`` selects ``configs/backbone/NAME.yaml``; its ``_target_`` is the
+    class registered as NAME, and its keys are keywords of that class."""
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in BACKBONE_CONFIGS.glob("*.yaml")}
+    assert sorted(configs) == NAMES
+    for name, node in configs.items():
+        cls = get_class(node.pop("_target_"))
+        assert cls is BACKBONES.get(name), name
+        assert "name" not in node and "dataset" not in node, name  # the file name names it; data gives dataset
+        backbones.create(name, dataset="s4", **{**node, **cls.tiny_config})

@@ -93,7 +93,10 @@ def test_onnx_matches_pytorch_in_onnxruntime(exported: tuple[AVSLitModule, Path]
 def test_config_rebuilds_the_model(exported: tuple[AVSLitModule, Path]) -> None:
     module, out = exported
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["backbone"] == {"name": module.backbone_name, "preset": "tiny"}
+    cls = type(module.net)
+    assert config["backbone"] == {
+        "name": module.backbone_name, "_target_": f"{cls.__module__}.{cls.__qualname__}", "preset": "tiny"
+    }
     assert config["dataset"] == "s4"
     assert config["recipe"] == json.loads(json.dumps(dataclasses.asdict(module.recipe)))
     assert config["input"]["size"] == [SIZE, SIZE] and config["input"]["num_frames"] == 5
@@ -105,6 +108,24 @@ def test_config_rebuilds_the_model(exported: tuple[AVSLitModule, Path]) -> None:
     assert set(weights) == {f"net.{k}" for k in module.net.state_dict()}
     vggish = [name for name, m in module.net.named_modules() if isinstance(m, VGGish)]
     assert vggish and all(any(k.startswith(f"net.{n}.") for k in weights) for n in vggish)  # self-contained
+
+
+def test_exports_written_with_the_backbone_name_only_still_load(
+    plain_export: tuple[AVSLitModule, Path], tmp_path: Path
+) -> None:
+    """Export folders from before ``_target_`` configs name the backbone only: the registry rebuilds it."""
+    module, folder = plain_export
+    old = damaged_copy(folder, tmp_path / "old")
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    del config["backbone"]["_target_"]
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    frames, audio = random_inputs(1, seed=4)
+    with torch.no_grad():
+        assert torch.equal(openavs_st.load_model(old)(frames, audio).logits, module.net(frames, audio).logits)
+    config["backbone"]["name"] = "tpavii"
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(KeyError, match=r"unknown backbone 'tpavii'; available: .*'tpavi'"):
+        openavs_st.load_model(old)
 
 
 def test_model_card_lists_metrics_with_modes(exported: tuple[AVSLitModule, Path]) -> None:
@@ -260,6 +281,8 @@ def test_export_cli_usage_and_missing_checkpoint(tmp_path: Path, capsys: pytest.
     assert export_main(["out=x"]) == 2
     assert export_main([f"ckpt={tmp_path / 'none.ckpt'}", f"out={tmp_path / 'o'}"]) == 1
     assert f"checkpoint not found: {tmp_path / 'none.ckpt'}" in capsys.readouterr().err
+    cli = subprocess.run([sys.executable, "-m", "openavs_st.export", "out=x"], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 2 and "ckpt=PATH out=DIR" in cli.stderr and "Warning" not in cli.stderr
 
 
 def test_export_cli_from_a_checkpoint_whose_initial_weight_files_are_gone(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydra.utils import get_class
+
+from backbones import BACKBONES
 from openavs_st.config import ConfigError, compose
 from openavs_st.data.synthetic import write_synthetic
 from openavs_st.training import train
@@ -270,7 +273,7 @@ def test_experiment_presets_compose_to_their_backbone_and_data(preset: str, tmp_
     """Each preset names `<backbone>_<data>` (or a prefix before it) and composes to exactly that."""
     cfg = compose([f"experiment={preset}", f"paths.data_dir={tmp_path}", f"data.root={tmp_path}"])
     assert cfg.task_name == preset
-    assert cfg.backbone.name in preset
+    assert BACKBONES.name_of(get_class(cfg.backbone._target_)) in preset
     data_tag = {"avsbench_s4": "_s4", "avsbench_ms3": "_ms3", "avsbench_avss_binary": "_avss_binary", "pseudo": "_s4"}
     assert data_tag[cfg.data.name] in preset
     if preset.startswith("openavs_st_"):
