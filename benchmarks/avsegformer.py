@@ -10,9 +10,6 @@
 
     python -m benchmarks.avsegformer [--sizes 224 512] [--repeats 3]
 
-(run as a module from the repository root: ``benchmarks/backbones.py`` would shadow the
-``backbones`` package if this file were run by path).
-
 Prints a markdown table; peak resident memory of the process is reported at the end.
 """
 

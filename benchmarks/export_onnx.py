@@ -4,8 +4,7 @@ For each backbone (random weights, ``--preset``, the s4 recipe's input size, T =
 :func:`openavs_st.export.export_onnx` (trace, then the onnxruntime-vs-PyTorch check on one random
 clip per ``--check-batches`` size, which fails beyond 1e-4 * (1 + |logit|)), then times one clip
 (B = 1) in PyTorch and in onnxruntime (best of ``--repeats``) and records the largest abs
-difference on a fresh random clip. Run from the repository root as a module (``benchmarks/`` holds
-a ``backbones.py`` that would shadow the package as a script)::
+difference on a fresh random clip. Run from the repository root::
 
     python -m benchmarks.export_onnx --backbones tpavi avsegformer
     python -m benchmarks.export_onnx --backbones sama_avs --sam-variant vit_b --sama-img-size 512 --check-batches 1

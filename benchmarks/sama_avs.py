@@ -11,9 +11,6 @@
    the decoder, as in training).
 
     python -m benchmarks.sama_avs [--sam-package DIR] [--variants vit_b vit_h] [--repeats 1]
-
-(run as a module from the repository root: ``benchmarks/backbones.py`` would shadow the
-``backbones`` package if the script were run by path).
 """
 
 from __future__ import annotations

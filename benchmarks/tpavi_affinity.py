@@ -9,7 +9,7 @@ Two measurements, each mode in its own subprocess so peak memory (``ru_maxrss``)
 
 Usage::
 
-    python benchmarks/backbones.py [--repeats 3] [--threads 2] [--skip-model]
+    python benchmarks/tpavi_affinity.py [--repeats 3] [--threads 2] [--skip-model]
 
 Prints a markdown table: median step time and peak RSS growth during the steps, per mode.
 """
@@ -25,13 +25,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-
-# This file is named like the ``backbones`` package; keep its own folder off the import path.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 
 def current_rss_mib() -> float:
     """Resident set size now (``/proc/self/statm``), MiB."""
