@@ -2,8 +2,8 @@
 
 The backbone (a plain ``nn.Module``, an :class:`backbones.AVSBackbone` built from its config)
 carries its recipe per dataset: optimizer, learning rate, weight decay, schedule, epochs, loss terms
-and weights, frozen-backbone epochs and the original test batch (the group size of the AVSBench-exact F-score). Every recipe value can be
-overridden (``recipe_overrides``). Frames without ground truth contribute no loss: the loss weight
+and weights, frozen-backbone epochs and the original test batch (the group size of the
+AVSBench-exact F-score). Every recipe value can be overridden (``recipe_overrides``). Frames without ground truth contribute no loss: the loss weight
 of a frame is ``has_label & frame_valid``, so S4 trains on frame 1 only, as the original.
 
 Robust training (AVSBench-Robust): with ``lambda_sim > 0`` a classifier-guided similarity head
@@ -172,7 +172,7 @@ class AVSLitModule(L.LightningModule):
             for kind, metrics in zip(self.robust_test_kinds, self.test_metrics[1:]):
                 negatives[kind] = self._log_metrics(f"test_{kind}", metrics)
                 results.update({f"test_{kind}/{k}": v for k, v in negatives[kind].items()})
-            # AVSBench-Robust: negatives keep the original GT masks for mIoU/F (their §6.3), so the
+            # Negatives keep the original GT masks for mIoU/F (the AVSBench-Robust paper, §6.3), so the
             # negative mIoU/F measure how much of the positive masks is still predicted.
             miou_key = self.test_metrics[0]["miou"].name
             f_key = self.test_metrics[0]["f_group"].name

@@ -41,7 +41,8 @@ def full_pvt_s4():
 
 
 def test_full_parameter_counts_match_the_original(full_pvt_s4):
-    # backbones.md §3.5: head 32,436,288 incl. the unused fpn + attn_fc (2,102,208).
+    # The original head (vvvb-github/AVSegFormer model/head/AVSegHead.py) has 32,436,288 parameters,
+    # including the unused fpn + attn_fc (2,102,208).
     model = full_pvt_s4
     assert n_params(model.head) == 32_436_288 - 2_102_208 == 30_334_080
     assert n_params(model.backbone) == 81_443_008
@@ -50,7 +51,7 @@ def test_full_parameter_counts_match_the_original(full_pvt_s4):
     # Construction freezes the backbone (5 frozen epochs for S4) and VGGish is never trained.
     assert n_params(model, trainable_only=True) == 30_334_080 + 33_024
     model.freeze_visual(False)
-    # §7: 113,912,320 trainable in the original, minus the unused fpn + attn_fc.
+    # 113,912,320 trainable in the original model, minus the unused fpn + attn_fc.
     assert n_params(model, trainable_only=True) == 113_912_320 - 2_102_208
     assert n_params(model.vggish, trainable_only=True) == 0
 
@@ -64,7 +65,7 @@ def test_full_avss_and_resnet_head_sizes():
     assert avss.head.fc[-1].weight.shape == (71, 32, 1, 1)
     # AVSS trains the backbone from epoch 0.
     assert all(p.requires_grad for p in avss.backbone.parameters())
-    # R50 head (§3.5: 33,157,184 with fpn + attn_fc): in_proj takes 256/512/1024/2048 channels.
+    # R50 head (33,157,184 in the original, with fpn + attn_fc): in_proj takes 256/512/1024/2048 channels.
     assert n_params(r50.head) == 33_157_184 - 2_102_208
 
 
@@ -292,7 +293,7 @@ def test_closed_gate_zeroes_the_model_mask_feature():
 @pytest.mark.parametrize(
     "layout_file, tensors, elements",
     [
-        # backbones.md §3.4 / §3.5: tensors, and parameters with the frozen VGGish and the unused
+        # The released checkpoints' layouts: tensors, and parameters with the frozen VGGish and the unused
         # fpn + attn_fc (R50: including the dead layer3_2/layer4_2 branch).
         ("avsegformer_pvt_v2_b5.tsv", 1413, 186_053_504),
         ("avsegformer_pvt_v2_b5_avss.tsv", 1413, 186_057_984),

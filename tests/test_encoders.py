@@ -28,7 +28,7 @@ def shapes(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 def test_vggish_full_size_and_official_layout() -> None:
     with torch.device("meta"):
         model = VGGish()
-    assert n_params(model) == 72_141_184  # reference §1.1
+    assert n_params(model) == 72_141_184  # torchvggish VGGish (harritaylor/torchvggish), the AVSBench audio encoder
     assert shapes(model.state_dict()) == read_layout("vggish.tsv")
 
 
@@ -104,7 +104,7 @@ def test_read_checkpoint_errors_name_the_file(tmp_path) -> None:
 def test_pvt_full_size_drop_path_and_norm_eps() -> None:
     with torch.device("meta"):
         model = build_pvt_v2_b5()
-    assert n_params(model) == 81_443_008  # reference §2.5
+    assert n_params(model) == 81_443_008  # PVT-v2-B5 (whai362/PVT), as in the AVSBench and AVSegFormer encoders
     assert model.out_channels == [64, 128, 320, 512]
     blocks = [b for stage in model.stages for b in stage.blocks]
     assert len(blocks) == 52

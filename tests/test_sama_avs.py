@@ -69,7 +69,7 @@ def test_vit_h_parameter_counts_match_the_reference() -> None:
     with torch.device("meta"):
         model = backbones.create("sama_avs")
     assert isinstance(model, SAMAAVS)
-    # backbones.md §4.5 (verified by instantiating the original modules).
+    # The original modules (jinxiang-liu/anno-free-AVS models/sam.py at ViT-H sizes), instantiated and counted.
     assert count(model, "image_encoder.", exclude="image_encoder.prompt_generator.") == 637_026_048
     assert count(model, "image_encoder.prompt_generator.") == 2_770_176
     assert count(model, "mask_decoder.") == 4_058_340

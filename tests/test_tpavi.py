@@ -28,7 +28,7 @@ def clip(batch: int = 1, frames: int = 5, size: int = 64, seed: int = 0) -> tupl
 
 @pytest.mark.parametrize(
     ("visual_encoder", "expected"),
-    [("pvt_v2_b5", 101_320_577), ("resnet50", 69_337_857)],  # reference §2.5 (R50 without dead branch)
+    [("pvt_v2_b5", 101_320_577), ("resnet50", 69_337_857)],  # original Pred_endecoder (R50 without its dead branch)
 )
 def test_full_parameter_count(visual_encoder: str, expected: int) -> None:
     with torch.device("meta"):
@@ -39,7 +39,7 @@ def test_full_parameter_count(visual_encoder: str, expected: int) -> None:
 @pytest.mark.parametrize(
     ("layout_file", "kwargs", "count"),
     [
-        ("tpavi_pvt_v2_b5.tsv", {}, 1190),  # reference §2.4: 1190 tensors
+        ("tpavi_pvt_v2_b5.tsv", {}, 1190),  # the released checkpoint: 1190 tensors
         ("tpavi_pvt_v2_b5_avss.tsv", {"dataset": "avss"}, 1186),  # align_channel without bias
         ("tpavi_resnet50.tsv", {"visual_encoder": "resnet50"}, 630),
     ],
