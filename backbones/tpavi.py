@@ -11,7 +11,8 @@ mode ``'dot'``, audio-visual branch only, as in every released script):
            -> head conv 256->128, bilinear x2, conv 128->32, ReLU, conv 32->K  (K=1, or 71 for AVSS)
 
 Logits come out at the input resolution; the 128-d VGGish audio embedding is computed inside the
-model by a frozen VGGish (the original runs it outside, in eval mode, under ``no_grad``).
+model by a frozen VGGish (the original runs it outside, in eval mode, under ``no_grad``), or given
+precomputed as ``audio [B, T, 128]``.
 """
 
 from __future__ import annotations
@@ -227,8 +228,10 @@ class FeatureFusionBlock(nn.Module):
 class TPAVI(AVSBackbone):
     """TPAVI (Zhou et al., ECCV 2022): the AVSBench baseline, PVT-v2-B5 or ResNet-50 with TPAVI fusion.
 
-    ``forward(frames [B,T,3,H,W], audio [B,T,1,96,64], *, frame_valid [B,T] | None)`` returns
-    ``AVSOutput(logits [B,T,K,H,W], aux)`` with ``aux``:
+    ``forward(frames [B,T,3,H,W], audio, *, frame_valid [B,T] | None)`` returns
+    ``AVSOutput(logits [B,T,K,H,W], aux)``. ``audio`` is VGGish log-mel ``[B,T,1,96,64]`` (run
+    through the model's frozen VGGish) or precomputed VGGish embeddings ``[B,T,128]`` (as the
+    original feeds its model; the result is the same). ``aux``:
 
     - ``stage_features``: 4 maps ``[B*T, C, H/4..H/32, ...]``, post-TPAVI and ReLU-ed (the
       original's in-place ReLU), the feature maps of the AVM loss;
@@ -331,9 +334,10 @@ class TPAVI(AVSBackbone):
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
         batch, num_frames, _, height, width = frames.shape
-        if tuple(audio.shape) != (batch, num_frames, 1, 96, 64):
+        if tuple(audio.shape) not in ((batch, num_frames, 1, 96, 64), (batch, num_frames, EMBEDDING_DIM)):
             raise ValueError(
-                f"audio must be VGGish log-mel [B, T, 1, 96, 64] = {(batch, num_frames, 1, 96, 64)}, "
+                f"audio must be VGGish log-mel [B, T, 1, 96, 64] = {(batch, num_frames, 1, 96, 64)} or "
+                f"VGGish embeddings [B, T, {EMBEDDING_DIM}] = {(batch, num_frames, EMBEDDING_DIM)}, "
                 f"got {tuple(audio.shape)}"
             )
         if num_frames % self.frames_per_group:
@@ -370,7 +374,8 @@ class TPAVI(AVSBackbone):
                 return t
             return t * frame_valid.reshape(-1, *([1] * (t.dim() - 1))).to(t.dtype)
 
-        audio_embedding = mask(self.vggish(audio.flatten(0, 1)))  # [B*T, 128]
+        # [B*T, 128]: precomputed embeddings, or VGGish on the log-mel examples
+        audio_embedding = mask(audio.flatten(0, 1) if audio.dim() == 3 else self.vggish(audio.flatten(0, 1)))
         encoder_maps = self.visual_encoder(frames.flatten(0, 1))
         features = [mask(getattr(self, f"conv{i + 1}")(m)) for i, m in enumerate(encoder_maps)]
         audio_aligned: list[torch.Tensor | None] = [None] * 4
@@ -396,15 +401,28 @@ class TPAVI(AVSBackbone):
             },
         )
 
-    def load_official(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def load_official(self, state_dict: dict[str, torch.Tensor], *, allow_random_vggish: bool = False) -> None:
         """Load an original AVSBench TPAVI checkpoint (``model.module.state_dict()`` layout).
 
         Keys: ``encoder_backbone.*`` (official PVT names) or ``resnet.*`` (``B2_ResNet``; the dead
         ``layer3_2``/``layer4_2`` are dropped with a log line), ``conv1..4.conv2d_list.*``,
         ``tpavi_b{1..4}.*``, ``path1..4.*``, ``output_conv.*``. VGGish is not in these checkpoints
-        and keeps its weights. Raises ``KeyError``/``ValueError`` naming any unknown, missing or
-        mis-shaped key.
+        and keeps its weights, so they must have been loaded first (``pretrained_vggish=`` or
+        ``model.vggish.load_pretrained(path)``): with a random VGGish the loaded model would
+        segment from noise features. ``allow_random_vggish=True`` loads anyway (layout checks,
+        or audio given as precomputed embeddings).
+
+        Raises:
+            ValueError: VGGish weights were not loaded (and ``allow_random_vggish`` is False), or a
+                tensor has the wrong shape (named).
+            KeyError: an unknown or missing key (named).
         """
+        if not (self.vggish.weights_loaded or allow_random_vggish):
+            raise ValueError(
+                "official TPAVI checkpoints hold no VGGish weights and this model's VGGish is random: build it "
+                "with pretrained_vggish=PATH/vggish-10086976.pth (or call model.vggish.load_pretrained(path)) "
+                "before load_official, or pass allow_random_vggish=True if that is intended"
+            )
         encoder_prefix, encoder_key_fn = {
             "pvt_v2_b5": ("encoder_backbone.", official_pvt_key_to_timm),
             "resnet50": ("resnet.", b2_resnet_key_to_torchvision),

@@ -3,8 +3,9 @@
 The backbone (a plain ``nn.Module``, an :class:`backbones.AVSBackbone` built from its config)
 carries its recipe per dataset: optimizer, learning rate, weight decay, schedule, epochs, loss terms
 and weights, frozen-backbone epochs and the original test batch (the group size of the
-AVSBench-exact F-score). Every recipe value can be overridden (``recipe_overrides``). Frames without ground truth contribute no loss: the loss weight
-of a frame is ``has_label & frame_valid``, so S4 trains on frame 1 only, as the original.
+AVSBench-exact F-score). Every recipe value can be overridden (``recipe_overrides``). Frames
+without ground truth contribute no loss: the loss weight of a frame is ``has_label &
+frame_valid``, so S4 trains on frame 1 only, as the original.
 
 Robust training (AVSBench-Robust): with ``lambda_sim > 0`` a classifier-guided similarity head
 projects the VGGish audio embedding to the width of the pooled last-stage visual feature, takes

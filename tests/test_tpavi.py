@@ -49,7 +49,8 @@ def test_full_official_layout_loads_strictly(layout_file: str, kwargs: dict, cou
     assert len(layout) == count
     with torch.device("meta"):
         model = backbones.create("tpavi", **kwargs)
-    model.load_official(meta_state_dict(layout))  # raises on any unmapped, missing or mis-shaped key
+    # raises on any unmapped, missing or mis-shaped key (a layout check: VGGish may stay random)
+    model.load_official(meta_state_dict(layout), allow_random_vggish=True)
 
 
 def tiny_official_state(model: TPAVI, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -63,6 +64,7 @@ def tiny_official_state(model: TPAVI, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def test_official_values_land_and_bad_keys_are_named() -> None:
     model = backbones.create("tpavi", preset="tiny")
+    model.vggish.load_official(model.vggish.state_dict())  # as pretrained_vggish=... would
     vggish_before = model.vggish.features[0].weight.clone()
     state = tiny_official_state(model)
     model.load_official({f"module.{k}": v for k, v in state.items()})
@@ -92,8 +94,38 @@ def test_resnet_checkpoint_drops_dead_branch_with_log(caplog) -> None:
     with torch.device("meta"):
         model = backbones.create("tpavi", visual_encoder="resnet50")
     with caplog.at_level(logging.INFO):
-        model.load_official(meta_state_dict(read_layout("tpavi_resnet50.tsv")))
+        model.load_official(meta_state_dict(read_layout("tpavi_resnet50.tsv")), allow_random_vggish=True)
     assert "dropped 174 tensors" in caplog.text
+
+
+def test_official_checkpoint_over_a_random_vggish_is_refused() -> None:
+    """TPAVI checkpoints hold no VGGish: loading one over a random VGGish fails, naming the fix."""
+    model = backbones.create("tpavi", preset="tiny")
+    state = tiny_official_state(model)
+    head_before = model.output_conv[4].weight.clone()
+    with pytest.raises(ValueError, match=r"no VGGish weights .* pretrained_vggish=.*allow_random_vggish=True"):
+        model.load_official(state)
+    assert torch.equal(model.output_conv[4].weight, head_before)  # nothing loaded
+    model.load_official(state, allow_random_vggish=True)
+    assert torch.equal(model.output_conv[4].weight, state["output_conv.4.weight"])
+
+
+def test_precomputed_audio_embeddings_give_the_same_output() -> None:
+    """``audio [B, T, 128]`` (VGGish run beforehand, as the original feeds TPAVI) equals log-mel input."""
+    for dataset, frames_per_clip in (("s4", 5), ("avss", 10)):
+        model = backbones.create("tpavi", preset="tiny", dataset=dataset).eval()
+        frames, audio = clip(batch=2, frames=frames_per_clip)
+        valid = torch.ones(2, frames_per_clip, dtype=torch.bool)
+        valid[1, -3:] = False
+        with torch.no_grad():
+            embeddings = model.vggish(audio.flatten(0, 1)).unflatten(0, (2, frames_per_clip))
+            for frame_valid in (None, valid):
+                from_log_mel = model(frames, audio, frame_valid=frame_valid)
+                from_embeddings = model(frames, embeddings, frame_valid=frame_valid)
+                assert torch.equal(from_embeddings.logits, from_log_mel.logits)
+                assert torch.equal(from_embeddings.aux["audio_embedding"], from_log_mel.aux["audio_embedding"])
+    with pytest.raises(ValueError, match=r"VGGish embeddings \[B, T, 128\]"):
+        model(frames, embeddings[..., :64])
 
 
 def test_tpavi_block_matches_hand_computed_affinity() -> None:

@@ -60,6 +60,9 @@ class VGGish(nn.Module):
         )
         if tiny:
             self._init_informative()
+        # True once official weights were loaded (load_official / load_pretrained): a model whose
+        # checkpoints hold no VGGish (TPAVI) refuses to load them over a random one.
+        self.weights_loaded = False
         self.frozen = frozen
         if frozen:
             self.requires_grad_(False)
@@ -107,6 +110,7 @@ class VGGish(nn.Module):
             source="VGGish checkpoint",
             ignore=lambda k: k.startswith("pproc.") or k in ("pca_eigen_vectors", "pca_means"),
         )
+        self.weights_loaded = True
 
     def load_pretrained(self, path: str | Path) -> None:
         """Load the official ``vggish-10086976.pth`` from a local path."""
