@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from openavs_st.data.clip import Clip, ClipError
 from openavs_st.data.store import (
@@ -228,3 +229,117 @@ def test_summarize_hand_computed_records() -> None:
     }
     assert summarize([]) == dict.fromkeys(SUMMARY_KEYS, 0) | {"mean_mask_area": 0.0, "llm_cost_usd": 0.0}
     assert summarize(iter(records)) == s  # any iterable, one pass
+
+
+# --- the record schema -----------------------------------------------------------------------------------
+
+
+def test_record_schema_is_checked_on_write_and_read(tmp_path: Path) -> None:
+    from openavs_st.data.store import RECORD_FIELDS, check_record
+
+    assert [f.name for f in RECORD_FIELDS][:4] == ["id", "status", "labeler", "config_hash"]
+    w = StoreWriter(tmp_path, labeler="x")
+    with pytest.raises(ClipError, match=r"'llm' of clip 'a' must be dict or null"):
+        w.write(*make_clip("a", t=1, size=8), {"llm": "lots"})
+    with pytest.raises(ClipError, match=r"'timings' of clip 'b' must be dict"):
+        w.write_failure("b", "boom", {"timings": [1.0]})
+    assert not (tmp_path / MANIFEST_NAME).exists() or not (tmp_path / MANIFEST_NAME).read_text()
+    rec = w.write(*make_clip("c", t=2, size=8))
+    check_record(rec, complete=True)
+    with pytest.raises(ClipError, match=r"no 'mask_area'"):
+        check_record({k: v for k, v in rec.items() if k != "mask_area"}, complete=True)
+    with pytest.raises(ClipError, match=r"num_frames=3 but \['frames', 'masks', 'mask_area'\] differ"):
+        check_record({**rec, "num_frames": 3}, complete=True)
+    with pytest.raises(ClipError, match=r"'num_frames' of clip 'c' must be int, got True"):
+        check_record({**rec, "num_frames": True})
+    check_record({"id": "d", "status": "failed: x"})  # what resume needs: id and status
+    (tmp_path / "manifest.shard-0-of-2.jsonl").write_text('{"id": "e", "status": "ok", "frames": "f.png"}\n')
+    with pytest.raises(ClipError, match=r"manifest\.shard-0-of-2\.jsonl: line 1: 'frames' of clip 'e' must be list"):
+        load_records(tmp_path)
+    (tmp_path / "manifest.shard-0-of-2.jsonl").write_text('{"id": "e", "status": "ok"}\n')
+    assert set(load_records(tmp_path)) == {"c", "e"}
+    with pytest.raises(ClipError, match=r"the clip record has no 'labeler'"):  # the reader needs whole ok records
+        PseudoLabelStore(tmp_path)
+
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+# --- the log-mel cache -----------------------------------------------------------------------------------
+
+
+def test_log_mel_cache_equals_recomputation_and_serves_the_second_access(tmp_path: Path, monkeypatch) -> None:
+    from openavs_st.data import audio
+    from openavs_st.data.audio import load_audio, log_mel_examples
+    from openavs_st.data.logmel_cache import LOG_MEL_CACHE_VERSION, log_mel_cache_path
+
+    w = StoreWriter(tmp_path, labeler="x")
+    clip, masks = make_clip("a", t=3, size=8)
+    wave = (0.3 * np.sin(2 * np.pi * 300 * np.arange(3 * 44100) / 44100)).astype(np.float32)
+    w.write(Clip("a", clip.frames, wave, 44100), masks)  # a 44.1 kHz track: resampled by the front end
+    w.write(*make_clip("b", t=3, size=8, seed=1))
+    wav = tmp_path / "audio" / "a.wav"
+    expected = log_mel_examples(*load_audio(wav), num_frames=3, pad="repeat")
+    calls = []
+    real = audio.log_mel_examples
+    monkeypatch.setattr(audio, "log_mel_examples", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    store = PseudoLabelStore(tmp_path)
+    first = store[0].log_mel
+    assert len(calls) == 1 and store.log_mel_cache_hits == 0
+    cache = log_mel_cache_path(wav)
+    assert cache == tmp_path / "audio" / "a.logmel.npz" and cache.is_file()
+    np.testing.assert_array_equal(first, expected)
+    again = PseudoLabelStore(tmp_path)  # a new epoch / a new worker process
+    np.testing.assert_array_equal(again[0].log_mel, expected)
+    np.testing.assert_array_equal(again.log_mel_of(0), expected)
+    assert len(calls) == 1 and again.log_mel_cache_hits == 2  # no recomputation
+    with np.load(cache, allow_pickle=False) as npz:
+        assert set(npz.files) == {"log_mel", "wav_sha256", "version"} and int(npz["version"]) == LOG_MEL_CACHE_VERSION
+        assert npz["log_mel"].dtype == np.float32
+
+    # A changed wav invalidates its cache; a damaged cache is recomputed; cache_log_mel=False never reads it.
+    sf.write(wav, np.zeros(3 * 16000, np.float32), 16000, subtype="PCM_16")
+    silent = again[0].log_mel
+    assert len(calls) == 2
+    np.testing.assert_array_equal(silent, log_mel_examples(np.zeros(3 * 16000, np.float32), 16000, 3))
+    cache.write_bytes(b"not a zip")
+    np.testing.assert_array_equal(again[0].log_mel, silent)
+    assert len(calls) == 3
+    again[0]
+    assert len(calls) == 3  # the damaged cache was rewritten
+    PseudoLabelStore(tmp_path, cache_log_mel=False)[0]
+    assert len(calls) == 4
+
+
+def test_a_store_that_cannot_be_written_is_read_without_the_cache(tmp_path: Path, monkeypatch, caplog) -> None:
+    import openavs_st.data.store as store_module
+
+    w = StoreWriter(tmp_path, labeler="x")
+    w.write(*make_clip("a", t=2, size=8))
+
+    def read_only(path: Path, write, tag: str = "") -> None:  # noqa: ANN001
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(store_module, "atomic_write", read_only)
+    store = PseudoLabelStore(tmp_path)
+    assert store[0].log_mel.shape == (2, 1, 96, 64) and store[0].log_mel.shape == (2, 1, 96, 64)
+    assert caplog.text.count("cannot write log-mel caches") == 1  # one warning, not one per clip
+    assert not list((tmp_path / "audio").glob("*.npz"))
+
+
+def test_the_datamodule_reads_a_store_with_cached_log_mels_and_offscreen_negatives(tmp_path: Path) -> None:
+    from openavs_st.datamodule import ClipDataset, SourceSpec
+    from openavs_st.data.transforms import ClipTransform
+
+    w = StoreWriter(tmp_path, labeler="x")
+    for i, category in enumerate(("dog", "cat", "dog")):
+        clip, masks = make_clip(f"c{i}", t=2, size=16, seed=i)
+        clip.meta["category"] = category
+        w.write(clip, masks)
+    clips = SourceSpec("pseudo", str(tmp_path)).open("train")
+    data = ClipDataset(clips, ClipTransform(16), negative_ratio=0.5, negative_kinds=("offscreen",), seed=0)
+    items = [data[i] for i in range(len(data))]
+    assert len(items) == 6 and sum(int(x["negative"]) for x in items) == 3
+    assert all(x["audio"].shape == (2, 1, 96, 64) for x in items)
+    assert len(list((tmp_path / "audio").glob("*.logmel.npz"))) == 3

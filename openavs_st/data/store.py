@@ -4,15 +4,19 @@ A store is a folder any reader can open without this package::
 
     frames/<clip>/<t>.png        frames (t = 0..T-1; png or jpg)
     audio/<clip>.wav             16-bit mono audio
+    audio/<clip>.logmel.npz      its VGGish log-mel, written by the first reader (a cache:
+                                 openavs_st.data.logmel_cache)
     masks/<clip>/<t>.png         binary masks, 0/255
     manifest.jsonl               one JSON record per clip (written last: a clip without a record
                                  does not exist)
     manifest.shard-<i>-of-<n>.jsonl   the same, written by shard i of n; all manifests concatenate
 
-A record holds ``id``, ``status`` (``"ok"`` or ``"failed: <reason>"``), ``labeler``,
-``config_hash``, ``num_frames``, relative ``frames``/``masks``/``audio`` paths, and whatever the
-labeler adds under ``frames_info`` (per-frame texts, prompts, boxes with scores, mask areas),
-``timings``, ``llm`` (calls, tokens, cost) and ``meta``.
+The record is defined once, by :data:`RECORD_FIELDS`: ``id``, ``status`` (``"ok"`` or
+``"failed: <reason>"``), ``labeler``, ``config_hash``; for an ok clip ``num_frames``, relative
+``frames``/``masks``/``audio`` paths, ``mask_area`` and ``meta``; and what the labeler adds:
+``frames_info`` (per-frame texts, prompts, boxes with scores, mask areas), ``timings``, ``llm`` (calls,
+tokens, cost), ``failed_stage``. The writer checks every record it appends (:func:`check_record`) and the
+readers every record they read. :func:`summarize` is the one summary of a set of records.
 
 Every file is written to a temporary name and renamed into place, and the manifest line is
 appended (one ``write`` + ``fsync``) only after the clip's files are complete, so a killed job
@@ -30,6 +34,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +105,70 @@ def atomic_write(path: Path, write: Any, tag: str = "") -> None:
         raise
 
 
+# --- the record ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordField:
+    """One field of a manifest record: its JSON types and when it is required (``always``; ``written``: in
+    every record a :class:`StoreWriter` writes; ``ok``: in every ok record; ``optional``)."""
+
+    name: str
+    types: tuple[type, ...]
+    required: str
+    doc: str
+
+
+# The manifest record, ok and failed: the one schema the writer writes and the readers check. A labeler may
+# add fields of its own (e.g. ``mode``); these are the fields the store and the summary rely on.
+RECORD_FIELDS = (
+    RecordField("id", (str,), "always", "the clip id; also its folder name under frames/ and masks/"),
+    RecordField("status", (str,), "always", '"ok", or "failed: <reason>"'),
+    RecordField("labeler", (str,), "written", "the labeler's name"),
+    RecordField("config_hash", (str,), "written", "hash of the labeler's configuration, secrets excluded"),
+    RecordField("num_frames", (int,), "ok", "T, the clip's frame count"),
+    RecordField("frames", (list,), "ok", "T frame paths (png or jpg), relative to the store"),
+    RecordField("masks", (list,), "ok", "T mask paths (png, 0/255), relative to the store"),
+    RecordField("audio", (str, type(None)), "ok", "the 16-bit wav, relative to the store; null without audio"),
+    RecordField("mask_area", (list,), "ok", "foreground fraction of each of the T masks"),
+    RecordField("meta", (dict,), "ok", "the clip's metadata (category, source, pairing ...) and the labeler's"),
+    RecordField("frames_info", (list,), "optional", "per frame: valid, texts, phrases, boxes, scores, mask_area"),
+    RecordField("timings", (dict,), "optional", "seconds spent per stage"),
+    RecordField("llm", (dict, type(None)), "optional", "LLM use: calls, cache_hits, prompt/completion_tokens, cost_usd"),
+    RecordField("failed_stage", (str,), "optional", "where a failed clip failed (load/describe, llm, write ...)"),
+)
+_FIELDS = {f.name: f for f in RECORD_FIELDS}
+_PER_FRAME = ("frames", "masks", "mask_area")
+
+
+def check_record(record: Any, *, complete: bool = False, where: str = "") -> None:
+    """Check a manifest record against :data:`RECORD_FIELDS`: a :class:`ClipError` naming ``where`` and the
+    field otherwise. Every record needs ``id`` and ``status`` and every field present must have its type;
+    ``complete`` also requires the ``written`` fields and, in an ok record, the ``ok`` fields with one entry
+    per frame (what the writer writes and the reader reads)."""
+    where = f"{where}: " if where else ""
+    if not isinstance(record, Mapping):
+        raise ClipError(f"{where}a clip record must be a JSON object, got {type(record).__name__}")
+    required = {"always"}
+    if complete:
+        required.add("written")
+        if record.get("status") == STATUS_OK:
+            required.add("ok")
+    for field in RECORD_FIELDS:
+        if field.name not in record:
+            if field.required in required:
+                raise ClipError(f"{where}the clip record has no {field.name!r} ({field.doc})")
+            continue
+        value = record[field.name]
+        if not isinstance(value, field.types) or (isinstance(value, bool) and bool not in field.types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in field.types)
+            raise ClipError(f"{where}{field.name!r} of clip {record.get('id')!r} must be {names}, got {value!r:.80}")
+    if complete and record["status"] == STATUS_OK:
+        bad = [name for name in _PER_FRAME if len(record[name]) != record["num_frames"]]
+        if bad:
+            raise ClipError(f"{where}clip {record['id']!r} has num_frames={record['num_frames']} but {bad} differ in length")
+
+
 def read_manifest(path: Path) -> list[dict[str, Any]]:
     """Records of one manifest file. A torn last line (a job killed mid-append) is skipped with a
     warning; a bad line elsewhere is an error naming the file and line."""
@@ -117,6 +186,7 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
             raise ClipError(f"{path}: line {n} is not valid JSON ({exc})") from None
         if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
             raise ClipError(f"{path}: line {n} is not a clip record (needs 'id' and 'status')")
+        check_record(rec, where=f"{path}: line {n}")
         records.append(rec)
     return records
 
@@ -285,6 +355,7 @@ class StoreWriter:
         return todo
 
     def _append(self, record: dict[str, Any]) -> None:
+        check_record(record, complete=True, where=str(self.manifest))
         # The clip's id and file paths come from file names, not secrets: never rewrite them (an id such as
         # "x-sk-12345678" looks like an API key to scrub_secrets and would no longer match its files).
         scrubbed = scrub_secrets({k: v for k, v in record.items() if k not in _STRUCTURAL_KEYS})
@@ -375,13 +446,25 @@ def _json_default(obj: Any) -> Any:
 class PseudoLabelStore(Sequence[Clip]):
     """Reads a store as a sequence of :class:`Clip` (the successfully labelled clips, in id order).
 
+    The VGGish log-mel of a clip is computed from its wav once and kept next to it
+    (``audio/<clip>.logmel.npz``, :mod:`openavs_st.data.logmel_cache`), so the epochs after the first
+    read it instead of recomputing it.
+
     Args:
         root: store folder.
         num_frames: if given, only clips with this many frames.
-        compute_log_mel: decode the audio and compute VGGish log-mels (pad "repeat").
+        compute_log_mel: give clips their VGGish log-mels (pad "repeat"); False leaves ``log_mel`` None.
+        cache_log_mel: read and write the log-mel cache (False: compute it on every access).
     """
 
-    def __init__(self, root: str | Path, *, num_frames: int | None = None, compute_log_mel: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        num_frames: int | None = None,
+        compute_log_mel: bool = True,
+        cache_log_mel: bool = True,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise ClipError(f"pseudo-label store not found: {self.root}")
@@ -389,10 +472,14 @@ class PseudoLabelStore(Sequence[Clip]):
             raise ClipError(f"{self.root}: no manifest*.jsonl, so this is not a pseudo-label store")
         self.all_records = load_records(self.root)
         ok = [r for r in self.all_records.values() if r["status"] == STATUS_OK]
+        for rec in ok:
+            check_record(rec, complete=True, where=str(self.root))
         if num_frames is not None:
             ok = [r for r in ok if r.get("num_frames") == num_frames]
         self.records = sorted(ok, key=lambda r: r["id"])
         self.compute_log_mel = compute_log_mel
+        self.cache_log_mel = cache_log_mel
+        self.log_mel_cache_hits = 0  # accesses served from the cache (in this process)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -406,16 +493,20 @@ class PseudoLabelStore(Sequence[Clip]):
             raise IndexError(index)
         rec = self.records[index]
         frames = np.stack([read_image(self.root / p, "RGB") for p in rec["frames"]])
-        masks = np.stack([(read_image(self.root / p, "L") > 127).astype(np.uint8) for p in rec["masks"]])
+        masks = self.read_masks(rec)
         wave = sr = mel = None
         if rec.get("audio"):
-            from openavs_st.data.audio import load_audio, log_mel_examples
+            from openavs_st.data.audio import load_audio
 
             wave, sr = load_audio(self.root / rec["audio"])
             if self.compute_log_mel:
-                mel = log_mel_examples(wave, sr, num_frames=len(frames), pad="repeat")
+                mel = self._log_mel(rec, wave, sr)
         meta = {**rec.get("meta", {}), "labeler": rec.get("labeler"), "config_hash": rec.get("config_hash")}
         return Clip(rec["id"], frames, wave, sr, mel, masks, meta=meta)
+
+    def read_masks(self, record: Mapping[str, Any]) -> np.ndarray:
+        """``[T, H, W]`` uint8 {0, 1} masks of an ok record."""
+        return np.stack([(read_image(self.root / p, "L") > 127).astype(np.uint8) for p in record["masks"]])
 
     def categories(self) -> list[str | None]:
         """Category of every clip, from the record's ``meta`` (``None`` where unknown)."""
@@ -423,13 +514,19 @@ class PseudoLabelStore(Sequence[Clip]):
 
     def log_mel_of(self, index: int) -> np.ndarray:
         """The ``[T, 1, 96, 64]`` log-mel of clip ``index`` without decoding its images."""
-        from openavs_st.data.audio import load_audio, log_mel_examples
-
         rec = self.records[index]
         if not rec.get("audio"):
             raise ClipError(f"{self.root}: clip {rec['id']!r} has no audio")
-        wave, sr = load_audio(self.root / rec["audio"])
-        return log_mel_examples(wave, sr, num_frames=int(rec["num_frames"]), pad="repeat")
+        return self._log_mel(rec)
+
+    def _log_mel(self, rec: Mapping[str, Any], wave: np.ndarray | None = None, sr: int | None = None) -> np.ndarray:
+        from openavs_st.data.logmel_cache import cached_log_mel
+
+        mel, hit = cached_log_mel(
+            self.root / rec["audio"], int(rec["num_frames"]), wave, sr, use_cache=self.cache_log_mel
+        )
+        self.log_mel_cache_hits += int(hit)
+        return mel
 
     def summary(self) -> dict[str, Any]:
         """:func:`summarize` over every record of the store (all manifests, failures included)."""
