@@ -1,6 +1,7 @@
 """``AVSDataModule``: AVSBench splits, the pseudo-label store, or a mix, batched as tensors.
 
-A *source* is one of:
+A *source* (:class:`SourceSpec`, a ``configs/data`` node) is one of the following, opened through the
+one clip-source registry (:mod:`openavs_st.data.sources`):
 
 - ``avsbench_s4`` / ``avsbench_ms3`` / ``avsbench_avss_binary``: an AVSBench split read by
   :mod:`openavs_st.data.avsbench` (``root`` = the dataset folder);
@@ -19,7 +20,7 @@ negative-audio pair, whose target is empty), ``negative_kind`` and ``id`` (lists
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,51 +30,72 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from openavs_st.data.avsbench import open_reader
 from openavs_st.data.clip import Clip, ClipError
+from openavs_st.data.configs import ConfigError, require_root
 from openavs_st.data.negatives import NEGATIVE_KINDS, NegativeAudio
-from openavs_st.data.store import PseudoLabelStore
+from openavs_st.data.sources import ClipSource, open_source
+from openavs_st.data.synthetic import ensure_synthetic
 from openavs_st.data.transforms import ClipTransform
 
 AVSBENCH_SOURCES = ("avsbench_s4", "avsbench_ms3", "avsbench_avss_binary")
+# The datasets training reads: binary masks only (71-class AVSS trains through its binary view).
 SOURCES = (*AVSBENCH_SOURCES, "pseudo", "synthetic")
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Where clips come from: ``name`` (one of :data:`SOURCES`) and ``root``."""
+    """A dataset to read (``configs/data/``): ``name`` (one of :data:`SOURCES`), ``root`` and reader options.
+
+    The clips of a split come from the one clip-source registry (:func:`openavs_st.data.sources.open_source`).
+    """
 
     name: str
     root: str
     audio: str = "wav"
     allow_pickle: bool = False
+    subsets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in SOURCES:
-            raise ValueError(f"unknown data source {self.name!r}; expected one of {SOURCES}")
-        if self.root in (None, "", "None", "???"):
-            raise ValueError(
-                f"data source {self.name!r} has no root: set data.root=... "
-                "(or paths.data_dir=..., or the OPENAVS_DATA_DIR environment variable)"
-            )
+        check_source_name(self.name, "data")
+        require_root(self.root, key="data.root", owner=f"data.name={self.name}", must_exist=False)
+        if self.subsets is not None:
+            object.__setattr__(self, "subsets", tuple(self.subsets))
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any], key: str = "data") -> SourceSpec:
+        """The spec of a data config node (``data`` or ``data.eval``); a :class:`ConfigError` naming the key
+        when the name cannot train, or the root is unset or (but for ``synthetic``) missing."""
+        name = node.get("name")
+        check_source_name(name, key)
+        root = require_root(
+            node.get("root"), key=f"{key}.root", owner=f"{key}.name={name}", must_exist=name != "synthetic"
+        )
+        subsets = node.get("subsets")
+        return cls(
+            name=str(name),
+            root=str(root),
+            audio=str(node.get("audio") or "wav"),
+            allow_pickle=bool(node.get("allow_pickle", False)),
+            subsets=tuple(subsets) if subsets else None,
+        )
+
+    def data_config(self) -> dict[str, Any]:
+        """The spec as a ``data`` config (what :func:`~openavs_st.data.sources.open_source` reads)."""
+        return {"name": self.name, "root": self.root, "audio": self.audio, "allow_pickle": self.allow_pickle,
+                "subsets": list(self.subsets) if self.subsets else None}
+
+    def open(self, split: str) -> ClipSource:
+        """The clips of one split (a pseudo-label store has no splits: all of it, whatever ``split``)."""
+        return open_source({"split": split}, self.data_config())
 
 
-def open_source(spec: SourceSpec, split: str) -> Sequence[Clip]:
-    """The clips of one split of a source."""
-    if spec.name == "pseudo":
-        return PseudoLabelStore(spec.root)
-    if spec.name == "synthetic":
-        return open_reader("avsbench_s4", ensure_synthetic(Path(spec.root)), split)
-    return open_reader(spec.name, spec.root, split, audio=spec.audio, allow_pickle=spec.allow_pickle)
-
-
-def ensure_synthetic(root: Path) -> Path:
-    """The synthetic S4 dataset under ``root``, written if it is not there yet."""
-    from openavs_st.data.synthetic import write_synthetic
-
-    if not (root / "Single-source" / "s4_meta_data.csv").is_file():
-        write_synthetic(root, ("s4",), splits={"train": 24, "val": 8, "test": 8}, size=64, seed=0)
-    return root
+def check_source_name(name: Any, key: str) -> None:
+    """A :class:`ConfigError` unless ``name`` is a dataset training reads."""
+    if name not in SOURCES:
+        raise ConfigError(
+            f"{key}.name={name} cannot be loaded for training or evaluation; use one of "
+            f"{', '.join(SOURCES)} (71-class AVSS is not supported: data=avsbench_avss_binary trains on its masks)"
+        )
 
 
 class ClipDataset(Dataset):
@@ -186,7 +208,8 @@ class AVSDataModule(L.LightningDataModule):
     """Train/val/test loaders over AVSBench splits, a pseudo-label store, or a mix.
 
     Args:
-        source: where training clips come from.
+        source: where training clips come from: a :class:`SourceSpec` or a data config mapping
+            (``name``, ``root``, ...; see :meth:`SourceSpec.from_config`).
         eval_source: where val/test clips come from (default: ``source``; required for ``pseudo``).
         input_size: frame side fed to the model (the backbone recipe's ``input_size``).
         batch_size: clips per batch for training; ``eval_batch_size`` for val/test.
@@ -197,8 +220,8 @@ class AVSDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        source: SourceSpec,
-        eval_source: SourceSpec | None = None,
+        source: SourceSpec | Mapping[str, Any],
+        eval_source: SourceSpec | Mapping[str, Any] | None = None,
         *,
         input_size: int = 224,
         batch_size: int = 4,
@@ -213,6 +236,10 @@ class AVSDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not isinstance(source, SourceSpec):
+            source = SourceSpec.from_config(source, "data")
+        if eval_source is not None and not isinstance(eval_source, SourceSpec):
+            eval_source = SourceSpec.from_config(eval_source, "data.eval")
         if eval_source is None:
             if source.name == "pseudo":
                 raise ValueError(
@@ -243,7 +270,7 @@ class AVSDataModule(L.LightningDataModule):
     def dataset(self, split: str, *, negative: str | None = None, augment: bool | None = None) -> ClipDataset:
         """The dataset of a split (``negative``: every item a negative pair of that kind)."""
         spec = self.source if split == "train" else self.eval_source
-        clips = open_source(spec, split)
+        clips = spec.open(split)
         transform = ClipTransform(self.input_size, augment=self.augment if augment is None else augment)
         ratio = self.negative_ratio if split == "train" else 0.0
         return ClipDataset(

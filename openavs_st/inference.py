@@ -2,11 +2,12 @@
 
 Inputs (one of):
 
-- ``input=video.mp4`` or ``input=folder/`` (every video file in it, sorted): each video is read with
-  :func:`openavs_st.data.video.read_video_clip`, one frame per second at the AVSBench instant
-  (15/16 into each second), with its VGGish log-mels;
-- ``data=<dataset> data.root=... split=test``: a dataset split through
-  :func:`openavs_st.datamodule.open_source` (AVSBench readers, a pseudo-label store, synthetic).
+- ``input=video.mp4`` or ``input=folder/`` (every video file under it, sub-folders included, in path
+  order; the clip id is the file stem): the ``videos`` clip source of :mod:`openavs_st.data.sources`,
+  which reads each video with :func:`openavs_st.data.video.read_video_clip`, one frame per second at the
+  AVSBench instant (15/16 into each second), with its VGGish log-mels;
+- ``data=<dataset> data.root=... split=test``: a dataset split, opened as training opens it
+  (:class:`openavs_st.datamodule.SourceSpec`: AVSBench readers, a pseudo-label store, synthetic).
 
 The model comes from an export folder (``model=DIR``, :func:`openavs_st.export.load_model`, no
 Lightning) or a Lightning checkpoint (``checkpoint=PATH``). Frames are resized to the model's input
@@ -45,15 +46,15 @@ from PIL import Image
 from torch import nn
 
 from openavs_st import export
-from openavs_st.config import ConfigError
 from openavs_st.data.clip import Clip, ClipError
+from openavs_st.data.configs import ConfigError
+from openavs_st.data.sources import VIDEO_SUFFIXES, open_source
 from openavs_st.data.store import safe_clip_dir
 from openavs_st.data.transforms import ClipTransform
 from openavs_st.metrics import FalsePositiveRate, FScore, MaskIoU
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"})
 OVERLAY_COLOUR = np.array([255, 32, 32], dtype=np.float32)  # RGB tint of the predicted mask
 OVERLAY_ALPHA = 0.5
 METRICS_FILE = "metrics.json"
@@ -129,43 +130,6 @@ def load_inference_model(
 # ---------------------------------------------------------------------------------- inputs
 
 
-class VideoFiles(Sequence[Clip]):
-    """Video files as clips (``read_video_clip``, native frame size, clip id = file stem)."""
-
-    def __init__(self, paths: list[Path], *, missing_audio: str = "error") -> None:
-        self.paths = paths
-        self.missing_audio = missing_audio
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
-        from openavs_st.data.video import read_video_clip
-
-        return read_video_clip(self.paths[index], missing_audio=self.missing_audio)
-
-
-def video_files(path: str | Path) -> list[Path]:
-    """``path`` itself if it is a file, else the video files directly inside the folder, sorted.
-
-    Raises:
-        ConfigError: the path does not exist, the folder holds no video file, or two share a stem.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ConfigError(f"input={path} does not exist")
-    if path.is_file():
-        return [path]
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-    if not found:
-        raise ConfigError(f"input={path}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
-    stems = [p.stem for p in found]
-    clashes = sorted({p.name for p in found if stems.count(p.stem) > 1})
-    if clashes:  # the stem is the clip id, i.e. the output folder
-        raise ConfigError(f"input={path}: videos {clashes} share a name and would overwrite each other's outputs")
-    return found
-
-
 def open_inputs(cfg: Mapping[str, Any]) -> tuple[Sequence[Clip], str | None]:
     """The clips to run on and the split name to prefix metrics with (``None``: no metrics).
 
@@ -183,12 +147,11 @@ def open_inputs(cfg: Mapping[str, Any]) -> tuple[Sequence[Clip], str | None]:
         missing_audio = str(cfg.get("missing_audio", "error"))
         if missing_audio not in ("error", "silence"):
             raise ConfigError(f"missing_audio must be 'error' or 'silence', got {missing_audio!r}")
-        return VideoFiles(video_files(source), missing_audio=missing_audio), None
-    from openavs_st.datamodule import open_source
-    from openavs_st.training import source_spec
+        return open_source({"kind": "videos", "path": str(source), "missing_audio": missing_audio}), None
+    from openavs_st.datamodule import SourceSpec
 
     split = str(cfg.get("split", "test"))
-    return open_source(source_spec(data, "data"), split), split
+    return SourceSpec.from_config(data, "data").open(split), split
 
 
 def original_audio(clip: Clip) -> tuple[np.ndarray, int] | None:

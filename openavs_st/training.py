@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from openavs_st.config import ConfigError
 from openavs_st.data.store import scrub_secrets
-from openavs_st.datamodule import SOURCES, AVSDataModule, SourceSpec
+from openavs_st.datamodule import AVSDataModule, SourceSpec
 from openavs_st.module import AVSLitModule
 
 log = logging.getLogger(__name__)
@@ -42,25 +42,8 @@ def plain(cfg: Any) -> Any:
 
 
 def source_spec(node: DictConfig, what: str) -> SourceSpec:
-    if node.get("name") not in SOURCES:
-        raise ConfigError(
-            f"{what}.name={node.get('name')} cannot be loaded for training or evaluation; use one of "
-            f"{', '.join(SOURCES)} (71-class AVSS is not supported: data=avsbench_avss_binary trains on its masks)"
-        )
-    root = node.get("root")
-    if root in (None, "", "???", "None"):
-        raise ConfigError(
-            f"{what}.root is not set for {what}.name={node.name}: pass {what}.root=/path/to/dataset "
-            "(or paths.data_dir=..., or set the OPENAVS_DATA_DIR environment variable)"
-        )
-    if node.name != "synthetic" and not Path(str(root)).expanduser().exists():
-        raise ConfigError(f"{what}.root={root} does not exist ({what}.name={node.name})")
-    return SourceSpec(
-        name=node.name,
-        root=str(Path(str(root)).expanduser()),
-        audio=node.get("audio", "wav"),
-        allow_pickle=bool(node.get("allow_pickle", False)),
-    )
+    """The data source of a config node (``data`` or ``data.eval``): see :meth:`SourceSpec.from_config`."""
+    return SourceSpec.from_config(node, what)
 
 
 def recipe_dataset(cfg: DictConfig) -> str:

@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from openavs_st.data.avsbench import SPLITS, AVSBenchReader, open_reader, verify_image
 from openavs_st.data.clip import ClipError
+from openavs_st.data.configs import ConfigError, compose, data_root
+from openavs_st.data.sources import AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, reader_options
 
 
 @dataclass
@@ -34,9 +36,9 @@ def verify_file(path: Path) -> str | None:
     if not path.is_file():
         return "missing"
     suffix = path.suffix.lower()
-    if suffix in (".png", ".jpg", ".jpeg"):
+    if suffix in IMAGE_SUFFIXES:
         return verify_image(path)
-    if suffix in (".wav", ".flac", ".mp3", ".mp4"):
+    if suffix in AUDIO_SUFFIXES or suffix in VIDEO_SUFFIXES:
         from openavs_st.data.audio import load_audio
 
         try:
@@ -62,12 +64,8 @@ def check_reader(reader: AVSBenchReader, *, progress: bool = True) -> SplitRepor
 
 def check_dataset(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, *, progress: bool = True) -> list[SplitReport]:
     """Check every split of the dataset described by ``cfg.data``."""
-    from openavs_st.config import data_root
-
     root = data_root(cfg)
-    kwargs = {"audio": cfg.data.get("audio", "wav"), "allow_pickle": bool(cfg.data.get("allow_pickle", False))}
-    if cfg.data.name.startswith("avsbench_avss") and cfg.data.get("subsets"):
-        kwargs["subsets"] = tuple(cfg.data.subsets)
+    kwargs = reader_options(cfg.data)
     return [check_reader(open_reader(cfg.data.name, root, split, **kwargs), progress=progress) for split in splits]
 
 
@@ -84,8 +82,6 @@ def format_reports(name: str, reports: list[SplitReport]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from openavs_st.config import ConfigError, compose
-
     args = list(sys.argv[1:] if argv is None else argv)
     splits = SPLITS
     for a in list(args):
