@@ -264,7 +264,9 @@ class AVSBenchSource(ClipSource):
         self._avss_names: list[str] | None = None
 
     @classmethod
-    def from_config(cls, input_cfg, data_cfg, *, input_key, data_key):  # noqa: ANN001, ANN206 - see base
+    def from_config(
+        cls, input_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any] | None, *, input_key: str, data_key: str
+    ) -> ClipSource:
         data_cfg = data_cfg or {}
         name = data_cfg.get("name")
         if is_unset(name):
@@ -337,7 +339,9 @@ class SyntheticSource(AVSBenchSource):
         super().__init__("avsbench_s4", ensure_synthetic(Path(root).expanduser()), split, **reader_kwargs)
 
     @classmethod
-    def from_config(cls, input_cfg, data_cfg, *, input_key, data_key):  # noqa: ANN001, ANN206 - see base
+    def from_config(
+        cls, input_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any] | None, *, input_key: str, data_key: str
+    ) -> ClipSource:
         data_cfg = data_cfg or {}
         root = require_root(
             data_cfg.get("root"), key=f"{data_key}.root", owner=f"{data_key}.name=synthetic", must_exist=False,
@@ -385,7 +389,9 @@ class VideoFolderSource(ClipSource):
         self.category_from_folder = category_from_folder
 
     @classmethod
-    def from_config(cls, input_cfg, data_cfg, *, input_key, data_key):  # noqa: ANN001, ANN206 - see base
+    def from_config(
+        cls, input_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any] | None, *, input_key: str, data_key: str
+    ) -> ClipSource:
         path = input_cfg.get("path")
         if is_unset(path):
             raise ConfigError(f"{input_key}.kind=videos needs a path: {input_key}=/a/video.mp4 or /a/folder/of/videos")
@@ -501,7 +507,9 @@ class UnpairedSource(ClipSource):
         self._ids = list(self.pairings)
 
     @classmethod
-    def from_config(cls, input_cfg, data_cfg, *, input_key, data_key):  # noqa: ANN001, ANN206 - see base
+    def from_config(
+        cls, input_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any] | None, *, input_key: str, data_key: str
+    ) -> ClipSource:
         audio_dir, image_dir = input_cfg.get("audio_dir"), input_cfg.get("image_dir")
         if is_unset(audio_dir) or is_unset(image_dir):
             raise ConfigError(f"{input_key}.kind=unpaired needs {input_key}.audio_dir=... and {input_key}.image_dir=...")
@@ -588,7 +596,9 @@ class StoreSource(ClipSource):
         self._position = {clip_id: i for i, clip_id in enumerate(self._ids)}
 
     @classmethod
-    def from_config(cls, input_cfg, data_cfg, *, input_key, data_key):  # noqa: ANN001, ANN206 - see base
+    def from_config(
+        cls, input_cfg: Mapping[str, Any], data_cfg: Mapping[str, Any] | None, *, input_key: str, data_key: str
+    ) -> ClipSource:
         if not is_unset(input_cfg.get("path")):
             root = require_root(input_cfg["path"], key=f"{input_key}.path", owner=f"{input_key}.kind=store")
         else:
