@@ -189,7 +189,12 @@ class AVSegFormer(AVSBackbone):
         *,
         frame_valid: torch.Tensor | None = None,
     ) -> AVSOutput:
-        b, t = _check_inputs(frames, audio, frame_valid)
+        b, t, h, w = self.check_inputs(frames, audio, frame_valid)
+        if h % 4 or w % 4:
+            raise ValueError(
+                f"AVSegFormer: frame height and width must be multiples of 4 (the head upsamples the "
+                f"stride-4 map by 4), got {h}x{w}"
+            )
         audio_embedding = self.vggish(audio.flatten(0, 1))  # [BT, 128], frozen, no grad
         audio_token = self.audio_proj(audio_embedding).unsqueeze(1)  # [BT, 1, E]
         feats = self.backbone(frames.flatten(0, 1))
@@ -238,30 +243,6 @@ class AVSegFormer(AVSBackbone):
         load_state_dict_strict(
             self, mapped, source=source, ignore=lambda k: k.startswith(UNUSED_HEAD_PREFIXES)
         )
-
-
-def _check_inputs(
-    frames: torch.Tensor, audio: torch.Tensor, frame_valid: torch.Tensor | None
-) -> tuple[int, int]:
-    """Validate the forward inputs; returns ``(B, T)``."""
-    if frames.dim() != 5 or frames.shape[2] != 3:
-        raise ValueError(f"AVSegFormer: frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
-    b, t, _, h, w = frames.shape
-    if h % 4 or w % 4:
-        raise ValueError(
-            f"AVSegFormer: frame height and width must be multiples of 4 (the head upsamples the "
-            f"stride-4 map by 4), got {h}x{w}"
-        )
-    if tuple(audio.shape) != (b, t, 1, 96, 64):
-        raise ValueError(
-            f"AVSegFormer: audio must be VGGish log-mel [B, T, 1, 96, 64] = [{b}, {t}, 1, 96, 64], "
-            f"got {tuple(audio.shape)}"
-        )
-    if frame_valid is not None and tuple(frame_valid.shape) != (b, t):
-        raise ValueError(
-            f"AVSegFormer: frame_valid must be [B, T] = [{b}, {t}], got {tuple(frame_valid.shape)}"
-        )
-    return b, t
 
 
 _HEAD_FIELDS = {f.name for f in fields(AVSegHeadConfig)} - {"in_channels", "num_classes"}

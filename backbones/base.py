@@ -17,6 +17,8 @@ from torch import nn
 from openavs_st.registry import Registry
 
 VGGISH_EMBEDDING_DIM = 128  # backbones.encoders.vggish.EMBEDDING_DIM (kept import-free here)
+LOG_MEL_SHAPE = (1, 96, 64)  # one VGGish log-mel example per frame-second
+_AUDIO_KINDS = {LOG_MEL_SHAPE: "VGGish log-mel", (VGGISH_EMBEDDING_DIM,): "VGGish embeddings"}
 
 
 @dataclass
@@ -125,6 +127,38 @@ class AVSBackbone(nn.Module):
 
     def load_official(self, state_dict: dict[str, torch.Tensor]) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def check_inputs(
+        self,
+        frames: torch.Tensor,
+        audio: torch.Tensor,
+        frame_valid: torch.Tensor | None,
+        *,
+        audio_shapes: tuple[tuple[int, ...], ...] = (LOG_MEL_SHAPE,),
+    ) -> tuple[int, int, int, int]:
+        """Check ``forward``'s inputs: ``frames [B,T,3,H,W]``, ``audio [B,T,*shape]`` for one of
+        ``audio_shapes`` (default the VGGish log-mel ``(1, 96, 64)``), ``frame_valid [B,T]`` or None.
+
+        Returns:
+            ``(B, T, H, W)``.
+
+        Raises:
+            ValueError: naming the backbone, the input, the expected and the given shape.
+        """
+        name = type(self).__name__
+        if frames.dim() != 5 or frames.shape[2] != 3:
+            raise ValueError(f"{name}: frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
+        b, t, _, h, w = frames.shape
+        if tuple(audio.shape[2:]) not in audio_shapes or tuple(audio.shape[:2]) != (b, t):
+            expected = " or ".join(f"{_AUDIO_KINDS.get(s, 'audio')} {_dims(s)} = {(b, t, *s)}" for s in audio_shapes)
+            raise ValueError(f"{name}: audio must be {expected}, got {tuple(audio.shape)}")
+        if frame_valid is not None and tuple(frame_valid.shape) != (b, t):
+            raise ValueError(f"{name}: frame_valid must be [B, T] = {(b, t)}, got {tuple(frame_valid.shape)}")
+        return b, t, h, w
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "[B, T, " + ", ".join(str(d) for d in shape) + "]"
 
 
 # Built-in backbones register themselves when their module is imported; every public module of this

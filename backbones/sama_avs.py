@@ -322,7 +322,7 @@ class SAMAAVS(AVSBackbone):
         frame_valid: torch.Tensor | None = None,
     ) -> AVSOutput:
         """See the class docstring for shapes."""
-        b, t, height, width = _check_inputs(frames, audio, frame_valid)
+        b, t, height, width = self.check_inputs(frames, audio, frame_valid)
         n = b * t
         images = frames.reshape(n, *frames.shape[2:])
         log_mel = audio.reshape(n, *audio.shape[2:])
@@ -428,25 +428,6 @@ class SAMAAVS(AVSBackbone):
     def load_sam_checkpoint(self, path: str | Path, *, prompt_from_sam: bool = True) -> None:
         """:meth:`load_sam` from a local ``sam_vit_*.pth`` file."""
         self.load_sam(read_checkpoint(path), prompt_from_sam=prompt_from_sam)
-
-
-def _check_inputs(
-    frames: torch.Tensor, audio: torch.Tensor, frame_valid: torch.Tensor | None
-) -> tuple[int, int, int, int]:
-    """Validate the forward inputs; returns ``(B, T, H, W)``."""
-    if frames.dim() != 5 or frames.shape[2] != 3:
-        raise ValueError(f"SAMA-AVS: frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
-    b, t, _, h, w = frames.shape
-    if tuple(audio.shape) != (b, t, 1, 96, 64):
-        raise ValueError(
-            f"SAMA-AVS: audio must be VGGish log-mel [B, T, 1, 96, 64] = [{b}, {t}, 1, 96, 64], "
-            f"got {tuple(audio.shape)}"
-        )
-    if frame_valid is not None and tuple(frame_valid.shape) != (b, t):
-        raise ValueError(
-            f"SAMA-AVS: frame_valid must be [B, T] = [{b}, {t}], got {tuple(frame_valid.shape)}"
-        )
-    return b, t, h, w
 
 
 _CONFIG_FIELDS = {f.name for f in fields(SAMAConfig)}

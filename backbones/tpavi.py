@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.base import AVSBackbone, AVSOutput, Recipe, register
+from backbones.base import LOG_MEL_SHAPE, AVSBackbone, AVSOutput, Recipe, register
 from backbones.encoders import (
     build_visual_encoder,
     check_preset,
@@ -331,15 +331,9 @@ class TPAVI(AVSBackbone):
     def _check_inputs(
         self, frames: torch.Tensor, audio: torch.Tensor, frame_valid: torch.Tensor | None
     ) -> None:
-        if frames.dim() != 5 or frames.shape[2] != 3:
-            raise ValueError(f"frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
-        batch, num_frames, _, height, width = frames.shape
-        if tuple(audio.shape) not in ((batch, num_frames, 1, 96, 64), (batch, num_frames, EMBEDDING_DIM)):
-            raise ValueError(
-                f"audio must be VGGish log-mel [B, T, 1, 96, 64] = {(batch, num_frames, 1, 96, 64)} or "
-                f"VGGish embeddings [B, T, {EMBEDDING_DIM}] = {(batch, num_frames, EMBEDDING_DIM)}, "
-                f"got {tuple(audio.shape)}"
-            )
+        _, num_frames, height, width = self.check_inputs(
+            frames, audio, frame_valid, audio_shapes=(LOG_MEL_SHAPE, (EMBEDDING_DIM,))
+        )
         if num_frames % self.frames_per_group:
             raise ValueError(
                 f"TPAVI processes frames in groups of {self.frames_per_group} (the original hard-codes 5); "
@@ -347,10 +341,6 @@ class TPAVI(AVSBackbone):
             )
         if height % _MAX_STRIDE or width % _MAX_STRIDE:
             raise ValueError(f"frame size must be a multiple of {_MAX_STRIDE}, got {height}x{width}")
-        if frame_valid is not None and tuple(frame_valid.shape) != (batch, num_frames):
-            raise ValueError(
-                f"frame_valid must be [B, T] = {(batch, num_frames)}, got {tuple(frame_valid.shape)}"
-            )
 
     def _tpavi(
         self, stage: int, feature: torch.Tensor, audio: torch.Tensor
