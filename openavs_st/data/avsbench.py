@@ -2,9 +2,9 @@
 
 Each reader is a sequence of :class:`~openavs_st.data.clip.Clip` for one split and knows which files a
 clip needs (``expected_files``), so ``python -m openavs_st.data.check`` can report every missing or
-corrupt file before a long job. Layouts follow the original loaders (OpenNLPLab/AVSBench
-``avs_scripts/avs_s4/dataloader.py``, ``avs_ms3/dataloader.py``, ``avss/color_dataloader.py``; see
-``shared/reference/backbones.md`` §1.2):
+corrupt file before a long job. Layouts follow the original loaders of the AVSBench repository
+(github.com/OpenNLPLab/AVSBench: ``avs_scripts/avs_s4/dataloader.py``, ``avs_ms3/dataloader.py``,
+``avss/color_dataloader.py``) and the released folders its ``README.md`` describes:
 
 S4 (``root`` = ``Single-source/`` or its parent)::
 
