@@ -155,3 +155,31 @@ def test_missing_input_and_model_are_named(model_dir: Path, videos: Path, tmp_pa
         run_inference(infer_cfg(f"model={model_dir}", f"out={tmp_path / 'o3'}"))
     with pytest.raises(ConfigError, match="exactly one of model=EXPORT_DIR .* or checkpoint=PATH"):
         run_inference(infer_cfg(f"input={videos}", f"out={tmp_path / 'o4'}"))
+
+
+def test_inputs_come_from_the_clip_sources(videos: Path, tmp_path: Path) -> None:
+    """input=FOLDER is the ``videos`` clip source (sub-folders included, hidden files left out, the shared
+    suffix list); data=... opens the split as training does."""
+    import shutil
+
+    from openavs_st.data.sources import VideoFolderSource
+    from openavs_st.inference import open_inputs
+
+    folder = tmp_path / "nested"
+    (folder / "day1").mkdir(parents=True)
+    shutil.copy(videos / "short.mp4", folder / "day1" / "short.MOV")
+    shutil.copy(videos / "long.mp4", folder / "long.mp4")
+    (folder / "._long.mp4").write_bytes(b"resource fork")  # macOS metadata, not a video
+    clips, split = open_inputs({"input": str(folder), "missing_audio": "error"})
+    assert isinstance(clips, VideoFolderSource) and split is None
+    assert clips.ids == ["short", "long"] and len(clips) == 2 and clips[0].num_frames == 3
+    shutil.copy(videos / "short.mp4", folder / "short.mkv")
+    with pytest.raises(ConfigError, match=r"two video files map to the clip id 'short'"):
+        open_inputs({"input": str(folder)})
+    with pytest.raises(ConfigError, match="missing_audio must be 'error' or 'silence'"):
+        open_inputs({"input": str(folder), "missing_audio": "skip"})
+    root = write_synthetic(tmp_path / "data", ("s4",), splits={"train": 1, "val": 1, "test": 2}, size=SIZE)["s4"]
+    clips, split = open_inputs({"data": {"name": "avsbench_s4", "root": str(root)}, "split": "test"})
+    assert split == "test" and clips.ids == open_reader("avsbench_s4", root, "test").ids
+    with pytest.raises(ConfigError, match=r"data\.name=avsbench_avss cannot be loaded"):
+        open_inputs({"data": {"name": "avsbench_avss", "root": str(root)}})
