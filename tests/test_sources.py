@@ -71,6 +71,15 @@ def test_every_kind_implements_the_interface(kind: str) -> None:
     assert not getattr(cls, "__abstractmethods__", None)
 
 
+def test_a_source_without_load_cannot_be_built() -> None:
+    class NoLoad(ClipSource):
+        def __init__(self) -> None:
+            self._ids = []
+
+    with pytest.raises(TypeError, match="load"):
+        NoLoad()
+
+
 def test_unknown_kind_and_dataset_list_the_choices() -> None:
     with pytest.raises(UnknownSourceError) as info:
         open_source({"kind": "nope"})
@@ -90,10 +99,6 @@ def test_a_new_kind_is_one_class() -> None:
 
         def __init__(self, count: int = 2) -> None:
             self._ids = [f"n{i}" for i in range(count)]
-
-        @property
-        def ids(self) -> list[str]:
-            return list(self._ids)
 
         def load(self, clip_id: str) -> Clip:
             return Clip(clip_id, np.full((2, 4, 4, 3), int(clip_id[1:]), np.uint8), meta={"category": "n"})

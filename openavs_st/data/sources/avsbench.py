@@ -68,16 +68,6 @@ class AVSBenchSource(ClipSource):
         split = input_cfg.get("split")
         return cls(str(name), root, "test" if is_unset(split) else str(split), **reader_options(data_cfg))
 
-    @property
-    def ids(self) -> list[str]:
-        return list(self._ids)
-
-    def __len__(self) -> int:
-        return len(self.reader)
-
-    def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
-        return self.reader[index]
-
     def load(self, clip_id: str) -> Clip:
         try:
             record = self._index[clip_id]

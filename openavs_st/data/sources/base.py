@@ -29,22 +29,23 @@ class UnknownSourceError(UnknownComponentError, ConfigError):
 class ClipSource(Sequence[Clip], ABC):
     """Clip ids and a way to load each clip.
 
-    Subclasses implement :attr:`ids` and :meth:`load`, and :meth:`from_config` when their config is more
-    than their constructor's keyword arguments. ``data_names`` are the ``data.name`` values
-    (``configs/data/``) the kind reads.
+    Subclasses set ``self._ids`` (the clip ids, in a stable order) in ``__init__``, implement :meth:`load`,
+    and :meth:`from_config` when their config is more than their constructor's keyword arguments.
+    ``data_names`` are the ``data.name`` values (``configs/data/``) the kind reads.
     """
 
     name: str = ""  # the registered kind, set by CLIP_SOURCES.register
     data_names: tuple[str, ...] = ()
+    _ids: list[str]
 
     @property
     def kind(self) -> str:
         return type(self).name
 
     @property
-    @abstractmethod
     def ids(self) -> list[str]:
-        """Clip ids, in a stable order."""
+        """Clip ids, in a stable order (a copy)."""
+        return list(self._ids)
 
     @abstractmethod
     def load(self, clip_id: str) -> Clip:
@@ -87,16 +88,15 @@ class ClipSource(Sequence[Clip], ABC):
         return clip.log_mel
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._ids)
 
     def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
-        ids = self.ids
-        if not -len(ids) <= index < len(ids):
+        if not -len(self._ids) <= index < len(self._ids):
             raise IndexError(index)
-        return self.load(ids[index])
+        return self.load(self._ids[index])
 
     def __iter__(self) -> Iterator[Clip]:
-        for clip_id in self.ids:
+        for clip_id in list(self._ids):
             yield self.load(clip_id)
 
 

@@ -46,16 +46,6 @@ class StoreSource(ClipSource):
             )
         return cls(root)
 
-    @property
-    def ids(self) -> list[str]:
-        return list(self._ids)
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
-        return self.store[index]
-
     def load(self, clip_id: str) -> Clip:
         try:
             return self.store[self._position[clip_id]]

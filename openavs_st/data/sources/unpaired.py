@@ -114,10 +114,6 @@ class UnpairedSource(ClipSource):
             key=input_key,
         )
 
-    @property
-    def ids(self) -> list[str]:
-        return list(self._ids)
-
     def _category(self, pairing: Pairing) -> str | None:
         parent = pairing.audio.parent
         return parent.name if self.category_from_folder and parent != self.audio_dir else None

@@ -67,10 +67,6 @@ class VideoFolderSource(ClipSource):
             key=input_key,
         )
 
-    @property
-    def ids(self) -> list[str]:
-        return list(self._ids)
-
     def _category(self, path: Path) -> str | None:
         return path.parent.name if self.category_from_folder and path.parent != self.folder else None
 
