@@ -21,7 +21,8 @@ def denormalise(frames: torch.Tensor) -> np.ndarray:
 
 class ValidationOverlays(L.Callback):
     """Logs the same ``num_clips`` validation clips every epoch as W&B images with two mask layers,
-    ``ground_truth`` and ``prediction`` (sigmoid > 0.5), one image per frame."""
+    ``ground_truth`` and ``prediction`` (sigmoid > 0.5), one image per frame. Does nothing when the
+    trainer has no ``WandbLogger``."""
 
     def __init__(self, num_clips: int = 4) -> None:
         self.num_clips = num_clips
@@ -36,10 +37,10 @@ class ValidationOverlays(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        if trainer.sanity_checking or self._clips >= self.num_clips or not _wandb_loggers(trainer):
+            return
         import wandb
 
-        if trainer.sanity_checking or self._clips >= self.num_clips:
-            return
         n = min(self.num_clips - self._clips, batch["frames"].shape[0])
         self._clips += n
         out = pl_module(batch["frames"][:n], batch["audio"][:n], None)
@@ -62,9 +63,12 @@ class ValidationOverlays(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._images or trainer.sanity_checking:
             return
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.experiment.log({"val/overlays": self._images, "epoch": trainer.current_epoch})
+        for logger in _wandb_loggers(trainer):
+            logger.experiment.log({"val/overlays": self._images, "epoch": trainer.current_epoch})
+
+
+def _wandb_loggers(trainer: L.Trainer) -> list[Any]:
+    return [logger for logger in trainer.loggers if type(logger).__name__ == "WandbLogger"]
 
 
 class BestValidationMetrics(L.Callback):

@@ -6,6 +6,7 @@ Kept out of ``train.py`` so tests can import every piece.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from openavs_st.config import ConfigError
@@ -155,35 +156,38 @@ def wandb_mode() -> str:
     return "online" if auth else "offline"
 
 
-def build_loggers(cfg: DictConfig, output_dir: Path, run_id: str | None) -> list[Logger]:
-    node = cfg.get("logger") or {}
-    loggers: list[Logger] = []
-    if "wandb" in node:
-        from lightning.pytorch.loggers import WandbLogger
-
-        w = plain(node.wandb)
-        mode = wandb_mode()
-        if mode == "offline":
-            log.warning(
-                "W&B: not logged in, logging offline to %s; upload later with `wandb sync %s/wandb/offline-run-*`",
-                output_dir, output_dir,
-            )
-        loggers.append(
-            WandbLogger(
-                project=w.get("project", "openavs-st"),
-                entity=w.get("entity"),
-                group=w.get("group"),
-                tags=list(w.get("tags") or []),
-                save_dir=str(output_dir),
-                id=run_id,
-                resume="allow" if run_id else None,
-                offline=mode == "offline",
-                mode="disabled" if mode == "disabled" else None,
-                log_model=False,
-            )
+def wandb_arguments(run_id: str | None, save_dir: str) -> dict[str, Any]:
+    """What a ``WandbLogger`` gets besides its config: the run to resume, the mode, and
+    ``log_model=False`` (the config's ``log_model`` means the export artifact, see
+    :func:`log_export_artifact`; checkpoints are never uploaded)."""
+    mode = wandb_mode()
+    if mode == "offline":
+        log.warning(
+            "W&B: not logged in, logging offline to %s; upload later with `wandb sync %s/wandb/offline-run-*`",
+            save_dir, save_dir,
         )
-    if "csv" in node:
-        loggers.append(CSVLogger(save_dir=str(output_dir), name=node.csv.get("name", "csv"), version=""))
+    return {
+        "id": run_id,
+        "resume": "allow" if run_id else None,
+        "offline": mode == "offline",
+        "mode": "disabled" if mode == "disabled" else None,
+        "log_model": False,
+    }
+
+
+def build_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:
+    """Every ``logger.<key>`` node with a ``_target_`` (``configs/logger/*.yaml``), instantiated; each
+    receives the resolved config without secrets as hyper-parameters."""
+    from hydra.utils import get_class, instantiate
+    from lightning.pytorch.loggers import WandbLogger
+
+    loggers: list[Logger] = []
+    for node in (cfg.get("logger") or {}).values():
+        if not node or "_target_" not in node:
+            continue
+        is_wandb = issubclass(get_class(node._target_), WandbLogger)
+        extra = wandb_arguments(run_id, str(node.get("save_dir"))) if is_wandb else {}
+        loggers.append(instantiate(node, **extra, _convert_="all"))
     for lg in loggers:
         lg.log_hyperparams(scrub_secrets(plain(cfg)))
     return loggers
@@ -204,54 +208,36 @@ def log_export_artifact(cfg: DictConfig, loggers: list[Logger], export_dir: Path
             run.log_artifact(artifact)
 
 
-def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list[Logger]) -> list[Callback]:
-    from openavs_st.callbacks import BestValidationMetrics, ValidationOverlays
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Every ``callbacks.<key>`` node with a ``_target_`` (``configs/callbacks/default.yaml``: best and
+    last checkpoints, the best epoch's validation values, W&B overlays), instantiated in order."""
+    from hydra.utils import instantiate
 
-    node = cfg.get("callbacks") or {}
-    callbacks: list[Callback] = []
-    ck = plain(node.get("model_checkpoint")) if node.get("model_checkpoint") else None
-    if ck is not None:
-        ckpt_dir = str(output_dir / "checkpoints")
-        # Best checkpoint(s) on the monitored validation metric.
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=ckpt_dir,
-                filename="epoch_{epoch:03d}",
-                monitor=ck.get("monitor", "val/miou_avsbench"),
-                mode=ck.get("mode", "max"),
-                save_top_k=ck.get("save_top_k", 1),
-                auto_insert_metric_name=False,
-            )
-        )
-        # The val/* values of that best epoch, for metrics.json and the model card.
-        callbacks.append(BestValidationMetrics(ck.get("monitor", "val/miou_avsbench"), ck.get("mode", "max")))
-        if ck.get("save_last", True):
-            # last.ckpt after every epoch, for ckpt_path=last. Lightning's own save_last only writes
-            # it when a top-k checkpoint was written, so a run whose metric stops improving would
-            # resume from a stale epoch.
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=ckpt_dir,
-                    filename="last",
-                    monitor=None,
-                    save_top_k=1,
-                    enable_version_counter=False,
-                )
-            )
-    overlays = node.get("overlays")
-    if overlays and any(type(lg).__name__ == "WandbLogger" for lg in loggers):
-        callbacks.append(ValidationOverlays(num_clips=int(overlays.get("num_clips", 4))))
-    return callbacks
+    nodes = (cfg.get("callbacks") or {}).values()
+    return [instantiate(node, _convert_="all") for node in nodes if node and "_target_" in node]
 
 
-def build_trainer(cfg: DictConfig, module: AVSLitModule, output_dir: Path, loggers, callbacks) -> L.Trainer:
-    args = {k: v for k, v in plain(cfg.trainer).items() if k != "_target_"}
-    if args.get("max_epochs") is None:
-        args["max_epochs"] = module.recipe.epochs
-    args["default_root_dir"] = str(output_dir)
-    if not callbacks or not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        args.setdefault("enable_checkpointing", False)
-    return L.Trainer(logger=loggers or False, callbacks=callbacks, **args)
+def build_trainer(
+    cfg: DictConfig, module: AVSLitModule, loggers: list[Logger], callbacks: list[Callback]
+) -> L.Trainer:
+    """``cfg.trainer`` (a ``lightning.Trainer`` node) instantiated with the loggers and callbacks;
+    ``max_epochs: null`` takes the recipe's epochs."""
+    from hydra.utils import instantiate
+
+    extra: dict[str, Any] = {}
+    if cfg.trainer.get("max_epochs") is None:
+        extra["max_epochs"] = module.recipe.epochs
+    if "enable_checkpointing" not in cfg.trainer and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        extra["enable_checkpointing"] = False
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **extra, _convert_="all")
+
+
+def best_checkpoint(callbacks: list[Callback]) -> str:
+    """The best checkpoint written by the monitoring ``ModelCheckpoint`` ("" if none)."""
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor:
+            return callback.best_model_path
+    return ""
 
 
 def output_dir_of(cfg: DictConfig) -> Path:
@@ -271,12 +257,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trained:  # a resumed fit continues in its run folder; train=false writes into its own
         output_dir = resume_dir
     check_data(cfg)  # a missing data root fails before the (possibly large) model is built
+    # Loggers, checkpoints and the trainer write under ${paths.output_dir}: this run's folder, or the
+    # folder of the run being resumed.
+    cfg = copy.deepcopy(cfg)
+    cfg.paths.output_dir = str(output_dir)
     module = build_module(cfg)
     datamodule = build_datamodule(cfg, module)
     info = checkpoint_info(ckpt_path)
-    loggers = build_loggers(cfg, output_dir, info.get("wandb_run_id"))
-    callbacks = build_callbacks(cfg, output_dir, loggers)
-    trainer = build_trainer(cfg, module, output_dir, loggers, callbacks)
+    loggers = build_loggers(cfg, info.get("wandb_run_id"))
+    callbacks = build_callbacks(cfg)
+    trainer = build_trainer(cfg, module, loggers, callbacks)
     OmegaConf.save(OmegaConf.create(scrub_secrets(plain(cfg))), output_dir / "config_resolved.yaml")
     try:
         metrics: dict[str, float] = {}
@@ -293,7 +283,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics.update(best_val or {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         test = cfg.get("test") or {}
         if test.get("run", True) and not trainer.fast_dev_run:
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback and trained else ""
+            best = best_checkpoint(callbacks) if trained else ""
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(module.test_results)
         export = cfg.get("export") or {}
