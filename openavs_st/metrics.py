@@ -9,8 +9,8 @@ Sources (facts only; no code copied):
   of the F-score is commented out).
 - FPR: jiali-home/AVSBench-Robust
   ``training_evaluation/code/AVSegFormer/scripts/s4/test.py::calculate_FPR``.
-- G-mIoU, G-F, G-FPR: AVSBench-Robust paper (arXiv 2502.00358), Eq. 2-4; the repository has no
-  code for them (its README says they were aggregated by hand).
+- G-mIoU, G-F, G-FPR: AVSBench-Robust paper (arXiv 2502.00358), Eq. 2-4, in
+  :mod:`openavs_st.robust_scores` (re-exported here).
 - Two-class mIoU: OpenAVS paper (arXiv 2505.01448), Appendix B.2, Eq. 8-9.
 
 Every metric takes mask logits in one of the layouts ``[N, H, W]``, ``[N, 1, H, W]`` or
@@ -34,12 +34,13 @@ A metric that has seen no frame computes NaN.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+
+from openavs_st.robust_scores import g_f, g_fpr, g_miou  # noqa: F401 - re-exported
 
 # AVSBench utility.py::mask_iou: ``eps=1e-7`` added to the union; also ROB calculate_FPR's
 # ``num_pixels + eps``.
@@ -595,52 +596,3 @@ def _evaluate(
     metric.to(logits.device)
     metric.update(logits, target, valid)
     return metric.compute()
-
-
-# ----------------------------------------------------------------------------------------------
-# AVSBench-Robust global scores (paper Eq. 2-4; not in the released code)
-# ----------------------------------------------------------------------------------------------
-
-
-def _as_fraction(value: float | Tensor, what: str) -> float:
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(
-            f"{what} must be a fraction in [0, 1], got {number} (divide percentages by 100)"
-        )
-    return number
-
-
-def _positive_negative_harmonic(
-    positive: float | Tensor, negative: float | Tensor, what: str
-) -> float:
-    """``2 P (1 - N) / (P + (1 - N))``; 0 when both terms are 0."""
-    pos = _as_fraction(positive, f"{what}_pos")
-    clean = 1.0 - _as_fraction(negative, f"{what}_neg")
-    denominator = pos + clean
-    return 0.0 if denominator == 0.0 else 2.0 * pos * clean / denominator
-
-
-def g_miou(miou_pos: float | Tensor, miou_neg: float | Tensor) -> float:
-    """AVSBench-Robust G-mIoU (paper Eq. 2): ``2 mIoU_P (1 - mIoU_N) / (mIoU_P + 1 - mIoU_N)``.
-
-    ``miou_pos``: mIoU on positive (matching-audio) samples; ``miou_neg``: mIoU on the negative
-    samples (measured against the original GT, as ROB's test scripts do). Fractions in [0, 1].
-    """
-    return _positive_negative_harmonic(miou_pos, miou_neg, "miou")
-
-
-def g_f(f_pos: float | Tensor, f_neg: float | Tensor) -> float:
-    """AVSBench-Robust G-F (paper Eq. 3): ``2 F_P (1 - F_N) / (F_P + 1 - F_N)``, fractions."""
-    return _positive_negative_harmonic(f_pos, f_neg, "f")
-
-
-def g_fpr(fprs: Iterable[float | Tensor]) -> float:
-    """AVSBench-Robust G-FPR (paper Eq. 4): mean FPR over the negative conditions.
-
-    ``fprs``: one FPR per negative test set (e.g. silence, noise, off-screen), fractions in [0, 1].
-    """
-    values = [_as_fraction(fpr, "fpr") for fpr in fprs]
-    if not values:
-        raise ValueError("g_fpr needs the FPR of at least one negative set")
-    return sum(values) / len(values)
