@@ -1,4 +1,5 @@
-"""The Lightning-free data floor: the Clip type, AVSBench readers, front ends, transforms."""
+"""The Lightning-free data floor: the Clip type, the clip sources (:mod:`openavs_st.data.sources`), AVSBench
+readers, audio and video front ends, transforms, and the pseudo-label store (:mod:`openavs_st.data.store`)."""
 
 from openavs_st.data.avsbench import AVSSReader, MS3Reader, S4Reader, open_reader
 from openavs_st.data.clip import Clip, ClipError
