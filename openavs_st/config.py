@@ -52,14 +52,25 @@ def build_backbone(spec: Mapping[str, Any], **kwargs: Any) -> AVSBackbone:
     (nested ``_target_`` nodes included); ``kwargs`` (e.g. ``dataset``) are added to the call.
 
     Raises:
+        ConfigError: the ``_target_`` cannot be imported (the message says why).
         TypeError: the target did not build an :class:`~backbones.AVSBackbone`.
     """
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from backbones import AVSBackbone
 
     target = backbone_spec(spec)
-    net = instantiate(target, **kwargs, _convert_="all")
+    try:
+        net = instantiate(target, **kwargs, _convert_="all")
+    except InstantiationException as exc:
+        if not str(exc).startswith("Error locating target"):
+            raise
+        reason = " ".join(str(exc.__cause__ or exc).splitlines()[1:])
+        raise ConfigError(
+            f"backbone _target_ {target['_target_']} cannot be imported: {reason} (a backbone outside this "
+            "repository needs its module on PYTHONPATH)"
+        ) from exc
     if not isinstance(net, AVSBackbone):
         raise TypeError(f"backbone _target_ {target['_target_']} built a {type(net).__name__}, not an AVSBackbone")
     return net

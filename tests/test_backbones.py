@@ -93,3 +93,16 @@ def test_every_backbone_has_one_config_whose_target_is_its_class() -> None:
         assert cls is BACKBONES.get(name), name
         assert "name" not in node and "dataset" not in node, name  # the file name names it; data gives dataset
         backbones.create(name, dataset="s4", **{**node, **cls.tiny_config})
+
+
+def test_backbone_configs_that_cannot_be_built_say_why() -> None:
+    from openavs_st.config import ConfigError, build_backbone
+
+    with pytest.raises(ConfigError, match=r"nope\.Mine cannot be imported: .*No module named 'nope'.*PYTHONPATH"):
+        build_backbone({"_target_": "nope.Mine"}, dataset="s4")
+    with pytest.raises(ConfigError, match="needs _target_"):
+        build_backbone({"preset": "tiny"})
+    with pytest.raises(TypeError, match="built a Linear, not an AVSBackbone"):
+        build_backbone({"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 2})
+    net = build_backbone({"name": "tpavi", "preset": "tiny"}, dataset="s4")  # the name form of older configs
+    assert type(net) is BACKBONES.get("tpavi")
