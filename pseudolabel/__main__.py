@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
+    from openavs_st.data.redact import install_log_scrubbing
+
+    install_log_scrubbing()  # no log line shows a secret (httpx logs request URLs with their password)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,33 +43,15 @@ from PIL import Image
 
 from openavs_st.data.avsbench import read_image
 from openavs_st.data.clip import Clip, ClipError
+from openavs_st.data.redact import scrub_secrets  # the one secret policy (re-exported here)
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 IMAGE_FORMATS = ("png", "jpg")
 STATUS_OK = "ok"
-# Key names whose values are secrets: api_key, OPENAI_API_KEY, secret, password, authorization,
-# token, hf_token, access_token (but not e.g. prompt_tokens, a count).
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|(^|[_-])token)$", re.IGNORECASE)
 # Record fields naming the clip and its files: written as they are.
 _STRUCTURAL_KEYS = ("id", "frames", "masks", "audio")
-_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{8,})")
-
-
-def scrub_secrets(obj: Any) -> Any:
-    """A copy of a nested config/record with secret-looking keys and values replaced by ``"***"``.
-
-    Keys named like ``api_key``, ``token``, ``secret``, ``password`` and values that look like
-    OpenAI (``sk-…``) or Hugging Face (``hf_…``) keys never reach disk.
-    """
-    if isinstance(obj, Mapping):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) and obj[k] else scrub_secrets(v)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [scrub_secrets(v) for v in obj]
-    if isinstance(obj, str):
-        return _SECRET_VALUE.sub("***", obj)
-    return obj
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -121,7 +121,8 @@ class OpenAITranslator(ChatTranslator):
         self.max_retry_after_s = float(max_retry_after_s)
 
     def _repr_fields(self) -> dict[str, Any]:
-        return {**super()._repr_fields(), "base_url": self.base_url, "api_key_env": self.api_key_env}
+        base_url = None if self.base_url is None else self._scrub(self.base_url)
+        return {**super()._repr_fields(), "base_url": base_url, "api_key_env": self.api_key_env}
 
     def _api_key(self) -> str:
         key = os.environ.get(self.api_key_env)
@@ -217,9 +218,12 @@ class OpenAITranslator(ChatTranslator):
         return self._scrub(message)
 
     def _scrub(self, text: str) -> str:
-        """``text`` with the API key (should a server echo it) masked."""
+        """``text`` with the API key (should a server echo it) and the credentials of a ``base_url``
+        (``http://user:pass@host/v1``) masked: :func:`openavs_st.data.redact.scrub_text`."""
+        from openavs_st.data.redact import scrub_text
+
         key = os.environ.get(self.api_key_env)
-        return text.replace(key, "***") if key else text
+        return scrub_text(text.replace(key, "***") if key else text)
 
 
 class InvalidResponse(Exception):

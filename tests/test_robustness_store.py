@@ -1,0 +1,192 @@
+"""The store and the labeler under attack and accident (issue "Nothing leaks, nothing is lost"): one secret
+policy for every file and log line, one writer per shard, no temporary file left by a kill, stores of
+mixed clip lengths that train, silent audio, the frame count at integer rates, the stored frame size cap,
+errors that name the clip and file, and the clips whose LLM answers all fell back.
+
+The CLIs run for real (``python -m pseudolabel``, ``python train.py``) on files written into a temporary
+folder, with the tiny random models of ``test_openavs_pipeline.py`` and a chat-completions server on
+127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_openavs_pipeline import model_overrides, models  # noqa: F401 - models is a fixture
+
+from openavs_st.data.redact import scrub_secrets, scrub_text
+from openavs_st.data.store import load_records
+from openavs_st.data.synthetic import write_synthetic
+
+pytest.importorskip("transformers")
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_SECRET = "envSecretValue0123"  # planted as OPENAI_API_KEY
+OVERRIDE_SECRET = "overrideSecret4567"  # planted as +notes.api_key=...
+URL_PASSWORD = "urlPassw0rd89"  # planted in labeler.llm.base_url
+
+
+@pytest.fixture(scope="module")
+def s4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("s4"), ("s4",), splits={"test": 4}, size=40, seed=3)["s4"]
+
+
+class Endpoint:
+    """A chat-completions server answering ``<answer>dog</answer>`` for every frame of a request.
+
+    ``fail_first``: the first n requests get HTTP 500 quoting the request's Authorization header (a careless
+    proxy). ``hold``: requests wait until :meth:`release` (a run that stays busy while the test looks at it).
+    """
+
+    def __init__(self, *, fail_first: int = 0, hold: bool = False) -> None:
+        self.requests = 0
+        self.fail_first = fail_first
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                endpoint.released.wait(120)
+                endpoint.requests += 1
+                if endpoint.requests <= endpoint.fail_first:
+                    status = 500
+                    payload = {"error": {"message": f"upstream refused {self.headers.get('Authorization')}"}}
+                else:
+                    frames = re.findall(r"<frame(\d+)>", body["messages"][-1]["content"]) or ["0"]
+                    status = 200
+                    payload = {
+                        "id": "r", "object": "chat.completion", "created": 0, "model": body["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                            "role": "assistant", "content": "\n".join("<answer>dog</answer>" for _ in frames)}}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+                    }
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
+
+    def url(self, userinfo: str = "") -> str:
+        return f"http://{userinfo}127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def label_command(models: dict[str, Path], s4: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pseudolabel", "labeler=openavs_lite", "input=avsbench", "data=avsbench_s4",
+            f"data.root={s4}", "split=test", f"output={out}", *model_overrides(models), *extra]
+
+
+def llm_overrides(url: str, cache: Path, *extra: str) -> list[str]:
+    return ["labeler.llm.strategy=prompt_frame", f"labeler.llm.base_url={url}", f"labeler.llm.cache_dir={cache}",
+            "labeler.llm.concurrency=1", "+labeler.llm.backoff_base_s=0.01", *extra]
+
+
+def run_cli(command: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+                          capture_output=True, text=True, timeout=600)
+
+
+def temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+# --- 1. one secret policy ------------------------------------------------------------------------------
+
+
+def test_secret_policy_masks_keys_key_values_and_url_credentials() -> None:
+    assert scrub_text("http://user:pass@host/v1") == "http://user:***@host/v1"
+    assert scrub_text("https://ghp_tok@example.org/x.git") == "https://***@example.org/x.git"
+    assert scrub_text("GET http://h/v1?api_key=k1&x=1&token=k2") == "GET http://h/v1?api_key=***&x=1&token=***"
+    assert scrub_text("python train.py +notes.api_key=abc hf.token=def max_tokens=5") == (
+        "python train.py +notes.api_key=*** hf.token=*** max_tokens=5"
+    )
+    assert scrub_text('{"password": "p", "prompt_tokens": 3}') == '{"password": "***", "prompt_tokens": 3}'
+    assert scrub_text("Authorization: Bearer abcdef123") == "Authorization: *** ***"
+    assert scrub_text("key sk-abcdefgh12 and hf_abcdefgh12") == "key *** and ***"
+    assert scrub_text("api_key_env: OPENAI_API_KEY at 12:30") == "api_key_env: OPENAI_API_KEY at 12:30"
+    cfg = {"llm": {"api_key": "x", "token": "", "base_url": "http://u:pw@h/v1"}, "tags": ["hf_abcdefgh12"], "n": 1}
+    assert scrub_secrets(cfg) == {"llm": {"api_key": "***", "token": "", "base_url": "http://u:***@h/v1"},
+                                  "tags": ["***"], "n": 1}
+
+
+def test_log_records_of_every_logger_are_scrubbed_once_installed(tmp_path: Path) -> None:
+    """httpx logs each request's URL with its password at INFO; exception texts quote URLs too."""
+    server = Endpoint()
+    script = (
+        "import logging, httpx\n"
+        "from openavs_st.data.redact import install_log_scrubbing\n"
+        "install_log_scrubbing()\n"
+        "logging.basicConfig(level=logging.DEBUG)\n"
+        f"httpx.post({server.url('bob:' + URL_PASSWORD + '@') + '/chat/completions'!r}, json={{'model': 'm', 'messages': [{{'role': 'user', 'content': 'x'}}]}})\n"
+        "try:\n"
+        f"    raise ValueError('cannot reach http://bob:{URL_PASSWORD}@h/v1')\n"
+        "except ValueError:\n"
+        "    logging.getLogger('openai').exception('request failed')\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "HTTP Request: POST http://bob:***@127.0.0.1" in proc.stderr  # httpx logged it, scrubbed
+    assert "cannot reach http://bob:***@h/v1" in proc.stderr
+    assert URL_PASSWORD not in proc.stderr
+
+
+def test_labeler_writes_and_logs_none_of_three_planted_secrets(models, s4: Path, tmp_path: Path) -> None:
+    """An env key, an override and a URL password: none in any file of the store, the LLM cache or the
+    output. The first clip's requests fail (HTTP 500 quoting the Authorization header, retried once), so its
+    failure record and the retry warning name the endpoint too."""
+    server = Endpoint(fail_first=2)
+    out, cache = tmp_path / "store", tmp_path / "cache"
+    try:
+        command = label_command(
+            models, s4, out, f"+notes.api_key={OVERRIDE_SECRET}",
+            *llm_overrides(server.url(f"labeler:{URL_PASSWORD}@"), cache, "+labeler.llm.max_retries=1"),
+        )
+        proc = run_cli(command, OPENAI_API_KEY=ENV_SECRET)
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = load_records(out)
+    failed = [r for r in records.values() if r["status"] != "ok"]
+    assert len(records) == 4 and len(failed) == 1
+    assert "http://labeler:***@127.0.0.1" in failed[0]["status"] and "HTTP 500" in failed[0]["status"]
+    assert "retry 1/1" in proc.stderr and "http://labeler:***@127.0.0.1" in proc.stderr
+    saved = (out / "pseudolabel_config.yaml").read_text()
+    assert "base_url: http://labeler:***@127.0.0.1" in saved and "api_key: '***'" in saved
+    written = [p for root in (out, cache) for p in root.rglob("*") if p.is_file()]
+    assert len(written) > 20
+    for secret in (ENV_SECRET, OVERRIDE_SECRET, URL_PASSWORD):
+        assert secret not in proc.stdout + proc.stderr
+        for path in written:
+            assert secret.encode() not in path.read_bytes(), (secret, path)
