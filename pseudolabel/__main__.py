@@ -8,7 +8,8 @@ swaps a component (``labeler/alm=[qwen2_5_omni,clap]``, ``labeler/segmenter=sam`
 The resolved config (secrets scrubbed) is saved in the store as ``pseudolabel_config.yaml``
 (``pseudolabel_config.shard-i-of-n.yaml`` for a shard) and the summary as ``summary.json``
 (``summary.shard-i-of-n.json``). Exit status: 0 when the job ran to the end (clips that failed are
-recorded with their reason in the manifest and counted in the summary), 2 for a configuration error.
+recorded with their reason in the manifest and counted in the summary), 2 for a configuration error or a
+store whose shard another run is writing (one writer per shard manifest; the message names the holder).
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
         "store": summarize(load_records(output).values()),
     }
     _atomic_text(output / f"summary{_suffix(shard)}.json", json.dumps(scrub_secrets(summary), indent=2) + "\n")
+    writer.close()
     return summary
 
 
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     from openavs_st.data.redact import install_log_scrubbing
+    from openavs_st.data.store_lock import StoreLockedError
 
     install_log_scrubbing()  # no log line shows a secret (httpx logs request URLs with their password)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             print(OmegaConf.to_yaml(OmegaConf.create(scrub_secrets(resolved(cfg)))))
             return 0
         summary = run(cfg)
-    except CLIError as exc:
+    except (CLIError, StoreLockedError) as exc:  # a store another run is writing: refused, nothing touched
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_summary(summary)

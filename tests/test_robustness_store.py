@@ -26,7 +26,8 @@ import pytest
 from test_openavs_pipeline import model_overrides, models  # noqa: F401 - models is a fixture
 
 from openavs_st.data.redact import scrub_secrets, scrub_text
-from openavs_st.data.store import load_records
+from openavs_st.data.store import StoreWriter, load_records
+from openavs_st.data.store_lock import StoreLockedError
 from openavs_st.data.synthetic import write_synthetic
 
 pytest.importorskip("transformers")
@@ -51,6 +52,7 @@ class Endpoint:
 
     def __init__(self, *, fail_first: int = 0, hold: bool = False) -> None:
         self.requests = 0
+        self.arrived = 0
         self.fail_first = fail_first
         self.released = threading.Event()
         if not hold:
@@ -60,6 +62,7 @@ class Endpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                endpoint.arrived += 1
                 endpoint.released.wait(120)
                 endpoint.requests += 1
                 if endpoint.requests <= endpoint.fail_first:
@@ -190,3 +193,42 @@ def test_labeler_writes_and_logs_none_of_three_planted_secrets(models, s4: Path,
         assert secret not in proc.stdout + proc.stderr
         for path in written:
             assert secret.encode() not in path.read_bytes(), (secret, path)
+
+
+# --- 2. one writer per shard manifest ------------------------------------------------------------------
+
+
+def test_a_second_writer_of_a_shard_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    first = StoreWriter(tmp_path, labeler="x")
+    with pytest.raises(StoreLockedError, match=rf"pid {os.getpid()} on host .*manifest\.jsonl"):
+        StoreWriter(tmp_path, labeler="x")
+    with StoreWriter(tmp_path, labeler="x", shard=(1, 2)):  # another shard's manifest: its own lock
+        pass
+    first.close()
+    StoreWriter(tmp_path, labeler="x").close()  # released
+    holder = json.loads((tmp_path / "manifest.jsonl.lock").read_text())
+    assert holder["pid"] == os.getpid() and {"host", "since"} <= set(holder)
+
+
+def test_two_concurrent_labeler_runs_on_one_store_one_is_refused(models, s4: Path, tmp_path: Path) -> None:
+    server = Endpoint(hold=True)  # the first run waits for its first LLM answer, holding the store
+    out = tmp_path / "store"
+    command = label_command(models, s4, out, *llm_overrides(server.url(), tmp_path / "cache"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "unused"}
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while server.arrived == 0 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.arrived and first.poll() is None, "the first run never reached the LLM stage"
+        second = run_cli(command, OPENAI_API_KEY="unused")
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert re.search(rf"error: .*another writer \(pid {first.pid} on host \S+, since .*manifest\.jsonl", second.stderr)
+    finally:
+        server.release()
+        stdout, stderr = first.communicate(timeout=300)
+        server.close()
+    assert first.returncode == 0, stderr[-2000:]
+    ids = [json.loads(line)["id"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 4  # every clip once
+

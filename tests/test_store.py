@@ -61,8 +61,10 @@ def test_rerun_skips_finished_clips(tmp_path: Path) -> None:
     w = StoreWriter(tmp_path, labeler="x")
     w.write(*make_clip("a"))
     w.write_failure("b", "boom")
+    w.close()  # one writer per shard manifest at a time
     again = StoreWriter(tmp_path, labeler="x")
     assert again.pending(["a", "b", "c"]) == ["c"]
+    again.close()
     retry = StoreWriter(tmp_path, labeler="x", retry_failed=True)
     assert retry.pending(["a", "b", "c"]) == ["b", "c"]
 
@@ -104,6 +106,7 @@ def test_torn_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
     with (tmp_path / "manifest.jsonl").open("a") as fh:
         fh.write('{"id": "b", "status": "o')  # killed mid-append
     assert set(load_records(tmp_path)) == {"a"}
+    w.close()
     w2 = StoreWriter(tmp_path, labeler="x")
     assert w2.pending(["a", "b"]) == ["b"]
     w2.write(*make_clip("b", t=1, size=8))
@@ -179,6 +182,7 @@ def test_an_ok_record_wins_over_a_failure_in_another_manifest(tmp_path: Path) ->
     rerun = StoreWriter(tmp_path, labeler="x", retry_failed=True)
     assert rerun.pending([cid]) == [cid]
     rerun.write(*make_clip(cid, t=2, size=8))
+    rerun.close()
     assert load_records(tmp_path)[cid]["status"] == "ok"
     assert StoreWriter(tmp_path, labeler="x", retry_failed=True).pending([cid]) == []
     assert [c.id for c in PseudoLabelStore(tmp_path)] == [cid]
@@ -188,6 +192,7 @@ def test_a_clip_id_that_looks_like_a_key_is_kept(tmp_path: Path) -> None:
     cid = "talk-sk-Ab3dEf9hIj"  # a file stem / YouTube-style id matching the API-key pattern
     w = StoreWriter(tmp_path, labeler="x")
     w.write(*make_clip(cid, t=2, size=8))
+    w.close()
     rec = load_records(tmp_path)[cid]
     assert rec["frames"] == [f"frames/{cid}/0.png", f"frames/{cid}/1.png"] and rec["audio"] == f"audio/{cid}.wav"
     assert StoreWriter(tmp_path, labeler="x").pending([cid]) == []

@@ -44,6 +44,7 @@ from PIL import Image
 from openavs_st.data.avsbench import read_image
 from openavs_st.data.clip import Clip, ClipError
 from openavs_st.data.redact import scrub_secrets  # the one secret policy (re-exported here)
+from openavs_st.data.store_lock import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,10 @@ class StoreWriter:
         shard: ``(index, count)``: this writer only accepts clips with ``shard_of(id) == index``.
         image_format: ``png`` (lossless, default) or ``jpg`` for frames. Masks are always png.
         retry_failed: redo clips whose earlier record is a failure (default: keep them).
+
+    A writer holds the lock of its shard manifest (:mod:`openavs_st.data.store_lock`) from creation to
+    :meth:`close` (or the end of a ``with`` block, or of the process): a second writer of the same shard
+    gets a :class:`~openavs_st.data.store_lock.StoreLockedError` naming the holder.
     """
 
     def __init__(
@@ -294,7 +299,8 @@ class StoreWriter:
         self.retry_failed = retry_failed
         name = MANIFEST if count == 1 else f"manifest.shard-{index}-of-{count}.jsonl"
         self.manifest = self.root / name
-        self._tmp_tag = f"shard{index}of{count}"
+        self._lock = WriterLock(self.manifest)  # before anything is touched
+        self.tmp_tag = f"shard{index}of{count}"
         self._repair_torn_manifest()
         self._remove_stale_temporaries()
         self.records = load_records(self.root)
@@ -312,11 +318,25 @@ class StoreWriter:
         with self.manifest.open("rb+") as fh:
             fh.truncate(keep)
 
+    def close(self) -> None:
+        """Release the shard's lock (idempotent); the writer cannot write afterwards."""
+        self._lock.release()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def _remove_stale_temporaries(self) -> None:
         """Delete temporary files an earlier killed run of this shard left behind."""
         for sub in ("frames", "masks", "audio"):
-            for tmp in (self.root / sub).rglob(f".*.{self._tmp_tag}.*.tmp"):
+            for tmp in (self.root / sub).rglob(f".*.{self.tmp_tag}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+    def _check_open(self) -> None:
+        if not self._lock.held:
+            raise RuntimeError(f"{self.manifest}: this StoreWriter was closed")
 
     def owns(self, clip_id: str) -> bool:
         """True if this shard is responsible for ``clip_id``."""
@@ -336,6 +356,7 @@ class StoreWriter:
         return todo
 
     def _append(self, record: dict[str, Any]) -> None:
+        self._check_open()
         check_record(record, complete=True, where=str(self.manifest))
         # The clip's id and file paths come from file names, not secrets: never rewrite them (an id such as
         # "x-sk-12345678" looks like an API key to scrub_secrets and would no longer match its files).
@@ -350,6 +371,7 @@ class StoreWriter:
 
     def write(self, clip: Clip, masks: np.ndarray, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Store a labelled clip: its frames, audio, ``masks [T, H, W]`` (bool or 0/1) and record."""
+        self._check_open()
         cid = safe_clip_dir(clip.id)
         masks = np.asarray(masks)
         if masks.shape != clip.frames.shape[:3]:
@@ -358,8 +380,8 @@ class StoreWriter:
         for t in range(clip.num_frames):
             fp = f"frames/{cid}/{t}.{self.image_format}"
             mp = f"masks/{cid}/{t}.png"
-            atomic_write(self.root / fp, _image_writer(clip.frames[t], self.image_format), self._tmp_tag)
-            atomic_write(self.root / mp, _image_writer((masks[t] > 0).astype(np.uint8) * 255, "png"), self._tmp_tag)
+            atomic_write(self.root / fp, _image_writer(clip.frames[t], self.image_format), self.tmp_tag)
+            atomic_write(self.root / mp, _image_writer((masks[t] > 0).astype(np.uint8) * 255, "png"), self.tmp_tag)
             frame_paths.append(fp)
             mask_paths.append(mp)
         audio_path = None
@@ -370,7 +392,7 @@ class StoreWriter:
             def write_wav(tmp: Path) -> None:
                 sf.write(tmp, np.clip(wave, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
 
-            atomic_write(self.root / audio_path, write_wav, self._tmp_tag)
+            atomic_write(self.root / audio_path, write_wav, self.tmp_tag)
         rec = {
             **dict(record or {}),
             "id": clip.id,
