@@ -51,10 +51,10 @@ def _suffix(shard: tuple[int, int]) -> str:
     return "" if shard[1] == 1 else f".shard-{shard[0]}-of-{shard[1]}"
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    from openavs_st.data.store import atomic_write
-
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def _atomic_text(writer: Any, name: str, text: str) -> None:
+    """Write a file into the store root: atomically, secrets scrubbed, under the writer's temporary-file tag
+    (so the next open of the store sweeps what a kill left)."""
+    writer.write_text(name, text)
 
 
 def print_summary(summary: dict[str, Any], stream: Any = None) -> None:
@@ -151,7 +151,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
             raise CLIError(str(exc)) from None
     writer = writer or StoreWriter(output, **options)
     saved = scrub_secrets({**cfg, "labeler": labeler_cfg, "input_source": source.describe()})
-    _atomic_text(output / f"pseudolabel_config{_suffix(shard)}.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
+    _atomic_text(writer, f"pseudolabel_config{_suffix(shard)}.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
     pipeline = cfg.get("pipeline") or {}
     stats = run_labeler(
         labeler,
@@ -171,7 +171,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
         "run": stats.to_dict(),
         "store": summarize(load_records(output).values()),
     }
-    _atomic_text(output / f"summary{_suffix(shard)}.json", json.dumps(scrub_secrets(summary), indent=2) + "\n")
+    _atomic_text(writer, f"summary{_suffix(shard)}.json", json.dumps(scrub_secrets(summary), indent=2) + "\n")
     writer.close()
     return summary
 

@@ -232,3 +232,36 @@ def test_two_concurrent_labeler_runs_on_one_store_one_is_refused(models, s4: Pat
     ids = [json.loads(line)["id"] for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4  # every clip once
 
+
+# --- 3. no temporary file survives a kill ---------------------------------------------------------------
+
+KILL_DURING_CONFIG_WRITE = """
+import os, pathlib, signal, sys
+from pseudolabel.__main__ import main
+
+write_text = pathlib.Path.write_text
+
+def killed_while_writing_the_config(self, text, *args, **kwargs):
+    if self.name.startswith(".pseudolabel_config.yaml."):  # the temporary file of the store's config
+        write_text(self, text[: len(text) // 2], *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write_text(self, text, *args, **kwargs)
+
+pathlib.Path.write_text = killed_while_writing_the_config
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_during_the_config_write_leaves_no_temporary_file_after_a_rerun(models, s4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    command = label_command(models, s4, out, "llm=none")
+    killed = run_cli([sys.executable, "-c", KILL_DURING_CONFIG_WRITE, *command[3:]])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    left = temporaries(out)
+    assert [p.parent for p in left] == [out] and left[0].name.startswith(".pseudolabel_config.yaml.shard0of1.")
+    assert not (out / "pseudolabel_config.yaml").exists()
+
+    rerun = run_cli(command)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert temporaries(out) == [] and (out / "pseudolabel_config.yaml").is_file()
+    assert len(load_records(out)) == 4

@@ -43,7 +43,7 @@ from PIL import Image
 
 from openavs_st.data.avsbench import read_image
 from openavs_st.data.clip import Clip, ClipError
-from openavs_st.data.redact import scrub_secrets  # the one secret policy (re-exported here)
+from openavs_st.data.redact import scrub_secrets, scrub_text  # the one secret policy (re-exported here)
 from openavs_st.data.store_lock import WriterLock
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,9 @@ class StoreWriter:
 
     A writer holds the lock of its shard manifest (:mod:`openavs_st.data.store_lock`) from creation to
     :meth:`close` (or the end of a ``with`` block, or of the process): a second writer of the same shard
-    gets a :class:`~openavs_st.data.store_lock.StoreLockedError` naming the holder.
+    gets a :class:`~openavs_st.data.store_lock.StoreLockedError` naming the holder. Every temporary file it
+    writes carries its tag (:attr:`tmp_tag`); those a killed writer of the shard left are deleted when the
+    next one opens the store.
     """
 
     def __init__(
@@ -329,10 +331,21 @@ class StoreWriter:
         self.close()
 
     def _remove_stale_temporaries(self) -> None:
-        """Delete temporary files an earlier killed run of this shard left behind."""
-        for sub in ("frames", "masks", "audio"):
-            for tmp in (self.root / sub).rglob(f".*.{self.tmp_tag}.*.tmp"):
-                tmp.unlink(missing_ok=True)
+        """Delete temporary files an earlier killed run of this shard left behind (in the store root and
+        under frames/, masks/, audio/)."""
+        pattern = f".*.{self.tmp_tag}.*.tmp"
+        stale = [*self.root.glob(pattern), *(p for sub in ("frames", "masks", "audio") for p in (self.root / sub).rglob(pattern))]
+        for tmp in stale:
+            log.info("removing %s, left by an interrupted write", tmp)
+            tmp.unlink(missing_ok=True)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write ``text`` (secrets scrubbed) to the file ``name`` in the store root, atomically and under this
+        writer's temporary-file tag (the labeler's config and summary)."""
+        path = self.root / name
+        self._check_open()
+        atomic_write(path, lambda tmp: tmp.write_text(scrub_text(text), encoding="utf-8"), self.tmp_tag)
+        return path
 
     def _check_open(self) -> None:
         if not self._lock.held:
