@@ -235,8 +235,11 @@ def test_wandb_offline_logs_metrics_and_overlays_without_the_key(synth: Path, tm
     assert images, "no overlay images logged"
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
     run_id = runs[0].name.rsplit("-", 1)[-1]
-    record = next(runs[0].glob("*.wandb")).read_bytes()
-    assert f"model-{run_id}".encode() in record, "export not logged as a W&B artifact"
+    # wandb's service process may still be writing the run file when wandb.finish() has returned.
+    deadline = time.monotonic() + 60
+    while f"model-{run_id}".encode() not in next(runs[0].glob("*.wandb")).read_bytes():
+        assert time.monotonic() < deadline, "export not logged as a W&B artifact"
+        time.sleep(0.5)
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
