@@ -265,3 +265,17 @@ def test_a_kill_during_the_config_write_leaves_no_temporary_file_after_a_rerun(m
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert temporaries(out) == [] and (out / "pseudolabel_config.yaml").is_file()
     assert len(load_records(out)) == 4
+
+
+def test_a_reader_sweeps_the_log_mel_temporaries_a_killed_reader_left(tmp_path: Path) -> None:
+    from openavs_st.data.clip import Clip
+    from openavs_st.data.store import PseudoLabelStore
+
+    with StoreWriter(tmp_path, labeler="x") as writer:
+        writer.write(Clip("a", np.zeros((2, 8, 8, 3), np.uint8), np.zeros(32000, np.float32), 16000), np.zeros((2, 8, 8)))
+    old, fresh = tmp_path / "audio/.a.logmel.npz.logmel.k1ll3d.tmp", tmp_path / "audio/.a.logmel.npz.logmel.wr1t1ng.tmp"
+    for path in (old, fresh):
+        path.write_bytes(b"PK partial")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert PseudoLabelStore(tmp_path)[0].log_mel.shape == (2, 1, 96, 64)
+    assert not old.exists() and fresh.exists()  # a fresh one may be another reader's, being written now

@@ -10,7 +10,8 @@ The cache of ``audio/<clip>.wav`` is ``audio/<clip>.logmel.npz``, a plain NumPy 
 
 It is used only when the wav's hash, the version and the shape match (so a changed wav, or a changed
 front end, is recomputed), and is read with ``np.load(allow_pickle=False)``. A missing, stale or damaged
-cache is computed and written atomically (temporary file, then rename: data-loader workers may race); a
+cache is computed and written atomically (temporary file, then rename: data-loader workers may race; a
+temporary file a killed reader left is deleted by the next reader that opens the store); a
 folder that cannot be written (a read-only copy of a store) is read without a cache, with one warning.
 """
 
@@ -96,7 +97,7 @@ def _read(path: Path, digest: bytes, num_frames: int) -> np.ndarray | None:
 
 
 def _write(path: Path, mel: np.ndarray, digest: bytes) -> None:
-    from openavs_st.data.store import atomic_write
+    from openavs_st.data.store import LOG_MEL_TMP_TAG, atomic_write
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: np.savez would append ".npz" to a path
@@ -108,7 +109,7 @@ def _write(path: Path, mel: np.ndarray, digest: bytes) -> None:
             )
 
     try:
-        atomic_write(path, write, "logmel")
+        atomic_write(path, write, LOG_MEL_TMP_TAG)
     except OSError as exc:
         if path.parent not in _unwritable_warned:
             _unwritable_warned.add(path.parent)

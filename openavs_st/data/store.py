@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,26 @@ def atomic_write(path: Path, write: Any, tag: str = "") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+LOG_MEL_TMP_TAG = "logmel"  # the tag of the log-mel cache's temporary files (written by readers)
+STALE_READER_TMP_S = 600.0  # a reader's temporary file this old was left by a killed reader
+
+
+def remove_temporaries(root: Path, tag: str, *, min_age_s: float = 0.0) -> None:
+    """Delete the temporary files tagged ``tag`` (:func:`atomic_write`) in a store's root and under frames/,
+    masks/ and audio/ that are at least ``min_age_s`` old: what a killed writer (or reader) left."""
+    pattern = f".*.{tag}.*.tmp"
+    found = [*root.glob(pattern), *(p for sub in ("frames", "masks", "audio") for p in (root / sub).rglob(pattern))]
+    now = time.time()
+    for tmp in found:
+        try:
+            if min_age_s and now - tmp.stat().st_mtime < min_age_s:
+                continue
+            tmp.unlink()
+            log.info("removed %s, left by an interrupted write", tmp)
+        except OSError:  # gone already, or a read-only store
+            continue
 
 
 # --- the record ------------------------------------------------------------------------------------------
@@ -331,13 +352,8 @@ class StoreWriter:
         self.close()
 
     def _remove_stale_temporaries(self) -> None:
-        """Delete temporary files an earlier killed run of this shard left behind (in the store root and
-        under frames/, masks/, audio/)."""
-        pattern = f".*.{self.tmp_tag}.*.tmp"
-        stale = [*self.root.glob(pattern), *(p for sub in ("frames", "masks", "audio") for p in (self.root / sub).rglob(pattern))]
-        for tmp in stale:
-            log.info("removing %s, left by an interrupted write", tmp)
-            tmp.unlink(missing_ok=True)
+        """Delete temporary files an earlier killed run of this shard left behind."""
+        remove_temporaries(self.root, self.tmp_tag)
 
     def write_text(self, name: str, text: str) -> Path:
         """Write ``text`` (secrets scrubbed) to the file ``name`` in the store root, atomically and under this
@@ -486,6 +502,7 @@ class PseudoLabelStore(Sequence[Clip]):
             raise ClipError(f"pseudo-label store not found: {self.root}")
         if not manifest_files(self.root):
             raise ClipError(f"{self.root}: no manifest*.jsonl, so this is not a pseudo-label store")
+        remove_temporaries(self.root, LOG_MEL_TMP_TAG, min_age_s=STALE_READER_TMP_S)
         self.all_records = load_records(self.root)
         ok = [r for r in self.all_records.values() if r["status"] == STATUS_OK]
         for rec in ok:
