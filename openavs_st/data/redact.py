@@ -78,7 +78,7 @@ def scrub_secrets(obj: Any) -> Any:
     keys replaced by ``"***"`` (empty ones kept, so an unset key still reads as unset) and every string
     passed through :func:`scrub_text`."""
     if isinstance(obj, Mapping):
-        return {k: (REDACTED if is_secret_key(k) and obj[k] else scrub_secrets(v)) for k, v in obj.items()}
+        return {k: (REDACTED if is_secret_key(k) and v else scrub_secrets(v)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [scrub_secrets(v) for v in obj]
     if isinstance(obj, str):
