@@ -5,7 +5,9 @@ one clip-source registry (:mod:`openavs_st.data.sources`):
 
 - ``avsbench_s4`` / ``avsbench_ms3`` / ``avsbench_avss_binary``: an AVSBench split read by
   :mod:`openavs_st.data.avsbench` (``root`` = the dataset folder);
-- ``pseudo``: a pseudo-label store (:mod:`openavs_st.data.store`; ``root`` = the store folder);
+- ``pseudo``: a pseudo-label store (:mod:`openavs_st.data.store`; ``root`` = the store folder), its clips
+  read as windows of ``num_frames`` frames (``configs/data/pseudo.yaml``: 5, the S4/MS3 recipes' T), the
+  last window of a clip padded with ``frame_valid`` false, so clips of any lengths batch;
 - ``synthetic``: the synthetic S4-layout dataset, generated under ``root`` on first use.
 
 Training reads ``train``; validation and test read ``val``/``test`` of the same source, or of
@@ -54,6 +56,7 @@ class SourceSpec:
     audio: str = "wav"
     allow_pickle: bool = False
     subsets: tuple[str, ...] | None = None
+    num_frames: int | None = None  # pseudo: clips are read as windows of this many frames (None: whole)
 
     def __post_init__(self) -> None:
         check_source_name(self.name, "data")
@@ -77,12 +80,13 @@ class SourceSpec:
             audio=str(node.get("audio") or "wav"),
             allow_pickle=bool(node.get("allow_pickle", False)),
             subsets=tuple(subsets) if subsets else None,
+            num_frames=node.get("num_frames"),
         )
 
     def data_config(self) -> dict[str, Any]:
         """The spec as a ``data`` config (what :func:`~openavs_st.data.sources.open_source` reads)."""
         return {"name": self.name, "root": self.root, "audio": self.audio, "allow_pickle": self.allow_pickle,
-                "subsets": list(self.subsets) if self.subsets else None}
+                "subsets": list(self.subsets) if self.subsets else None, "num_frames": self.num_frames}
 
     def open(self, split: str) -> ClipSource:
         """The clips of one split (a pseudo-label store has no splits: all of it, whatever ``split``)."""
@@ -271,6 +275,12 @@ class AVSDataModule(L.LightningDataModule):
         """The dataset of a split (``negative``: every item a negative pair of that kind)."""
         spec = self.source if split == "train" else self.eval_source
         clips = spec.open(split)
+        lengths = clips.frame_counts() if hasattr(clips, "frame_counts") else []
+        if len(lengths) > 1:
+            raise ConfigError(
+                f"{spec.root}: the clips have {', '.join(map(str, lengths))} frames, and a batch needs one length: "
+                "set data.num_frames=N to read them as windows of N frames (the last one of a clip padded)"
+            )
         transform = ClipTransform(self.input_size, augment=self.augment if augment is None else augment)
         ratio = self.negative_ratio if split == "train" else 0.0
         return ClipDataset(

@@ -226,7 +226,7 @@ def test_two_concurrent_labeler_runs_on_one_store_one_is_refused(models, s4: Pat
         assert re.search(rf"error: .*another writer \(pid {first.pid} on host \S+, since .*manifest\.jsonl", second.stderr)
     finally:
         server.release()
-        stdout, stderr = first.communicate(timeout=300)
+        _, stderr = first.communicate(timeout=300)
         server.close()
     assert first.returncode == 0, stderr[-2000:]
     ids = [json.loads(line)["id"] for line in (out / "manifest.jsonl").read_text().splitlines()]
@@ -279,3 +279,86 @@ def test_a_reader_sweeps_the_log_mel_temporaries_a_killed_reader_left(tmp_path: 
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert PseudoLabelStore(tmp_path)[0].log_mel.shape == (2, 1, 96, 64)
     assert not old.exists() and fresh.exists()  # a fresh one may be another reader's, being written now
+
+
+# --- 4. a store of clips of different lengths trains ----------------------------------------------------
+
+VIDEO_SECONDS = {"short": 3, "medium": 5, "long": 7}
+
+
+@pytest.fixture(scope="module")
+def video_store(models, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store labelled by ``python -m pseudolabel`` from real mp4s of 3, 5 and 7 seconds."""
+    from openavs_st.data.video import write_video
+
+    root = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    for name, seconds in VIDEO_SECONDS.items():
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(seconds * 16000) / 16000)).astype(np.float32)
+        frames = rng.integers(0, 255, (seconds * 4, 48, 64, 3), dtype=np.uint8)
+        write_video(root / "in" / f"{name}.mp4", frames, 4, (tone, 16000))
+    store = root / "store"
+    proc = run_cli([sys.executable, "-m", "pseudolabel", "labeler=openavs_lite", f"input={root / 'in'}",
+                    f"output={store}", "llm=none", *model_overrides(models)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return store
+
+
+@pytest.fixture(scope="module")
+def eval_s4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("eval"), ("s4",), splits={"val": 2, "test": 2}, size=48)["s4"]
+
+
+def train_command(store: Path, eval_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "train.py", "backbone=tpavi", "backbone.preset=tiny", "data=pseudo", f"data.root={store}",
+            "data.eval.name=avsbench_s4", f"data.eval.root={eval_root}", "data.num_workers=0", "data.batch_size=2",
+            "trainer=cpu", "logger=none", "export.enabled=false", "test.run=false", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *extra]
+
+
+def test_a_store_of_videos_of_different_lengths_trains_one_epoch(video_store: Path, eval_s4: Path, tmp_path: Path) -> None:
+    import torch
+
+    from openavs_st.data.store import PseudoLabelStore
+
+    records = load_records(video_store)
+    assert {r["id"]: r["num_frames"] for r in records.values()} == VIDEO_SECONDS
+    windows = PseudoLabelStore(video_store, window=5)
+    assert windows.ids == ["long@0", "long@5", "medium", "short"]
+    padded = windows[3]  # 3 frames + 2 of padding
+    assert padded.frame_valid.tolist() == padded.has_label.tolist() == [True] * 3 + [False] * 2
+    assert padded.log_mel.shape == (5, 1, 96, 64) and not padded.masks[3:].any()
+
+    proc = subprocess.run(train_command(video_store, eval_s4, tmp_path / "run"), cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (ckpt["epoch"], ckpt["global_step"]) == (0, 2)  # one epoch: 4 windows in batches of 2
+
+    whole = subprocess.run(train_command(video_store, eval_s4, tmp_path / "whole", "data.num_frames=null"),
+                           cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert whole.returncode != 0 and "the clips have 3, 5, 7 frames" in whole.stderr
+    assert "data.num_frames=N" in whole.stderr
+
+
+# --- 7. an error names the clip and the file --------------------------------------------------------------
+
+
+def test_one_wrong_size_mask_fails_training_naming_the_clip_and_file(video_store: Path, eval_s4: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from PIL import Image
+
+    from openavs_st.data.clip import ClipError
+    from openavs_st.data.store import PseudoLabelStore
+
+    store = tmp_path / "store"
+    shutil.copytree(video_store, store)
+    Image.fromarray(np.zeros((30, 20), np.uint8)).save(store / "masks" / "medium" / "2.png")
+    with pytest.raises(ClipError, match=r"clip 'medium': mask masks/medium/2\.png is 20x30 .* frames are 64x48"):
+        PseudoLabelStore(store).read_masks(load_records(store)["medium"])
+    proc = subprocess.run(train_command(store, eval_s4, tmp_path / "run"), cwd=REPO, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode != 0
+    assert "clip 'medium': mask masks/medium/2.png is 20x30 (width x height) but the clip's frames are 64x48" in proc.stderr
+    assert str(store) in proc.stderr

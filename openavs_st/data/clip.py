@@ -102,6 +102,32 @@ class Clip:
         """Frame (height, width)."""
         return int(self.frames.shape[1]), int(self.frames.shape[2])
 
+    def window(self, start: int, length: int, *, clip_id: str | None = None) -> Clip:
+        """Frames ``start .. start + length - 1`` as a clip of exactly ``length`` frames (its id ``clip_id``,
+        default this clip's). Past the clip's end the last frame is repeated as padding: ``frame_valid`` and
+        ``has_label`` false, an empty mask and the log-mel's last example; the waveform is cut to the
+        window's seconds."""
+        if not 0 <= start < self.num_frames or length < 1:
+            raise ClipError(f"clip {self.id!r}: window ({start}, {length}) outside its {self.num_frames} frames")
+        stop = min(start + length, self.num_frames)
+        index = np.concatenate([np.arange(start, stop), np.full(length - (stop - start), stop - 1)])
+        real = np.arange(length) < stop - start
+        masks = None if self.masks is None else self.masks[index] * real[:, None, None].astype(self.masks.dtype)
+        waveform = None
+        if self.waveform is not None:
+            waveform = self.waveform[start * self.sample_rate : stop * self.sample_rate]
+        return Clip(
+            id=self.id if clip_id is None else clip_id,
+            frames=self.frames[index],
+            waveform=waveform,
+            sample_rate=self.sample_rate,
+            log_mel=None if self.log_mel is None else self.log_mel[index],
+            masks=masks,
+            has_label=self.has_label[index] & real,
+            frame_valid=self.frame_valid[index] & real,
+            meta=dict(self.meta),
+        )
+
     def binary(self) -> Clip:
         """The binary view of a semantic clip: masks ``min(Y, 1)`` (AVSS-binary)."""
         masks = None if self.masks is None else np.minimum(self.masks, 1).astype(np.uint8)

@@ -365,13 +365,23 @@ def _json_default(obj: Any) -> Any:
 class PseudoLabelStore(Sequence[Clip]):
     """Reads a store as a sequence of :class:`Clip` (the successfully labelled clips, in id order).
 
+    Clips of a store may differ in length (a folder of videos). ``window=N`` reads every clip as consecutive
+    windows of N frames, so any store batches: a clip of T frames gives ``ceil(T / N)`` items, frames
+    ``[0, N)``, ``[N, 2N)`` ...; the last one is padded to N frames (last frame repeated, ``frame_valid`` and
+    ``has_label`` false, empty mask: :meth:`Clip.window`). An item's id is the clip's when the clip is one
+    window, else ``<clip>@<first frame>``. Training reads a store this way (``data.num_frames``).
+
     The VGGish log-mel of a clip is computed from its wav once and kept next to it
     (``audio/<clip>.logmel.npz``, :mod:`openavs_st.data.logmel_cache`), so the epochs after the first
     read it instead of recomputing it.
 
+    Every image of a clip must have the clip's size: a frame or mask that differs is a :class:`ClipError`
+    naming the clip and the file.
+
     Args:
         root: store folder.
         num_frames: if given, only clips with this many frames.
+        window: read clips as windows of this many frames (see above); None: whole clips.
         compute_log_mel: give clips their VGGish log-mels (pad "repeat"); False leaves ``log_mel`` None.
         cache_log_mel: read and write the log-mel cache (False: compute it on every access).
     """
@@ -381,6 +391,7 @@ class PseudoLabelStore(Sequence[Clip]):
         root: str | Path,
         *,
         num_frames: int | None = None,
+        window: int | None = None,
         compute_log_mel: bool = True,
         cache_log_mel: bool = True,
     ) -> None:
@@ -389,6 +400,8 @@ class PseudoLabelStore(Sequence[Clip]):
             raise ClipError(f"pseudo-label store not found: {self.root}")
         if not manifest_files(self.root):
             raise ClipError(f"{self.root}: no manifest*.jsonl, so this is not a pseudo-label store")
+        if window is not None and (int(window) != window or window < 1):
+            raise ValueError(f"window must be a positive number of frames or None, got {window!r}")
         remove_temporaries(self.root, LOG_MEL_TMP_TAG, min_age_s=STALE_READER_TMP_S)
         self.all_records = load_records(self.root)
         ok = [r for r in self.all_records.values() if r["status"] == STATUS_OK]
@@ -397,47 +410,91 @@ class PseudoLabelStore(Sequence[Clip]):
         if num_frames is not None:
             ok = [r for r in ok if r.get("num_frames") == num_frames]
         self.records = sorted(ok, key=lambda r: r["id"])
+        self.window = None if window is None else int(window)
+        # (record index, first frame) of every item
+        self.items = [
+            (i, start) for i, rec in enumerate(self.records)
+            for start in (range(0, rec["num_frames"], self.window) if self.window else [0])
+        ]
+        self.ids = [
+            rec["id"] if self.window is None or rec["num_frames"] <= self.window else f"{rec['id']}@{start}"
+            for rec, start in ((self.records[i], start) for i, start in self.items)
+        ]
         self.compute_log_mel = compute_log_mel
         self.cache_log_mel = cache_log_mel
         self.log_mel_cache_hits = 0  # accesses served from the cache (in this process)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items)
 
     def __iter__(self) -> Iterator[Clip]:
         for i in range(len(self)):
             yield self[i]
 
-    def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
+    def _span(self, index: int) -> tuple[dict[str, Any], int, int]:
+        """(record, first frame, end frame) of item ``index``."""
         if not -len(self) <= index < len(self):
             raise IndexError(index)
-        rec = self.records[index]
-        frames = np.stack([read_image(self.root / p, "RGB") for p in rec["frames"]])
-        masks = self.read_masks(rec)
+        rec_index, start = self.items[index]
+        rec = self.records[rec_index]
+        stop = rec["num_frames"] if self.window is None else min(rec["num_frames"], start + self.window)
+        return rec, start, stop
+
+    def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
+        rec, start, stop = self._span(index)
+        frames = self._read_images(rec, "frames", start, stop)
+        masks = self._read_images(rec, "masks", start, stop, size=frames.shape[1:3])
         wave = sr = mel = None
         if rec.get("audio"):
             from openavs_st.data.audio import load_audio
 
             wave, sr = load_audio(self.root / rec["audio"])
             if self.compute_log_mel:
-                mel = self._log_mel(rec, wave, sr)
+                mel = self._log_mel(rec, wave, sr)[start:stop]
+            wave = wave[start * sr : stop * sr]
         meta = {**rec.get("meta", {}), "labeler": rec.get("labeler"), "config_hash": rec.get("config_hash")}
-        return Clip(rec["id"], frames, wave, sr, mel, masks, meta=meta)
+        clip = Clip(self.ids[index], frames, wave, sr, mel, (masks > 127).astype(np.uint8), meta=meta)
+        return clip if self.window is None or clip.num_frames == self.window else clip.window(0, self.window)
+
+    def _read_images(
+        self, record: Mapping[str, Any], key: str, start: int, stop: int, size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Images ``start..stop-1`` of a record's ``frames`` (RGB) or ``masks`` (grey), all of ``size`` (default:
+        the first one's); a :class:`ClipError` naming the clip and the file otherwise."""
+        images = []
+        for rel in record[key][start:stop]:
+            image = read_image(self.root / rel, "RGB" if key == "frames" else "L")
+            size = size or image.shape[:2]
+            if image.shape[:2] != tuple(size):
+                raise ClipError(
+                    f"{self.root}: clip {record['id']!r}: {key[:-1]} {rel} is {image.shape[1]}x{image.shape[0]} "
+                    f"(width x height) but the clip's frames are {size[1]}x{size[0]}; relabel the clip or remove it "
+                    "from the manifest"
+                )
+            images.append(image)
+        return np.stack(images)
 
     def read_masks(self, record: Mapping[str, Any]) -> np.ndarray:
         """``[T, H, W]`` uint8 {0, 1} masks of an ok record."""
-        return np.stack([(read_image(self.root / p, "L") > 127).astype(np.uint8) for p in record["masks"]])
+        return (self._read_images(record, "masks", 0, record["num_frames"]) > 127).astype(np.uint8)
 
     def categories(self) -> list[str | None]:
-        """Category of every clip, from the record's ``meta`` (``None`` where unknown)."""
-        return [r.get("meta", {}).get("category") for r in self.records]
+        """Category of every item, from its clip record's ``meta`` (``None`` where unknown)."""
+        return [self.records[i].get("meta", {}).get("category") for i, _ in self.items]
+
+    def frame_counts(self) -> list[int]:
+        """The distinct frame counts of the items, ascending (one value: they batch)."""
+        return sorted({self.window} if self.window and self.items else {r["num_frames"] for r in self.records})
 
     def log_mel_of(self, index: int) -> np.ndarray:
-        """The ``[T, 1, 96, 64]`` log-mel of clip ``index`` without decoding its images."""
-        rec = self.records[index]
+        """The ``[T, 1, 96, 64]`` log-mel of item ``index`` without decoding its images."""
+        from openavs_st.data.audio import pad_examples
+
+        rec, start, stop = self._span(index)
         if not rec.get("audio"):
             raise ClipError(f"{self.root}: clip {rec['id']!r} has no audio")
-        return self._log_mel(rec)
+        mel = self._log_mel(rec)[start:stop]
+        return mel if self.window is None else pad_examples(mel, self.window, pad="repeat")
 
     def _log_mel(self, rec: Mapping[str, Any], wave: np.ndarray | None = None, sr: int | None = None) -> np.ndarray:
         from openavs_st.data.logmel_cache import cached_log_mel

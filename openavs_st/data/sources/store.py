@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from openavs_st.data.clip import Clip, ClipError
-from openavs_st.data.configs import is_unset, require_root
+from openavs_st.data.configs import ConfigError, is_unset, require_root
 from openavs_st.data.sources.base import CLIP_SOURCES, ClipSource
 
 
@@ -17,11 +17,12 @@ from openavs_st.data.sources.base import CLIP_SOURCES, ClipSource
 class StoreSource(ClipSource):
     """The ok clips of a pseudo-label store (data=pseudo), in id order.
 
-    Read by :class:`~openavs_st.data.store.PseudoLabelStore`.
+    Read by :class:`~openavs_st.data.store.PseudoLabelStore`; with the data config's ``num_frames`` (training:
+    ``data.num_frames``) as windows of that many frames, so clips of different lengths batch.
 
     Args:
         path: the store folder.
-        **store_kwargs: :class:`~openavs_st.data.store.PseudoLabelStore` options (``num_frames`` ...).
+        **store_kwargs: :class:`~openavs_st.data.store.PseudoLabelStore` options (``window``, ``num_frames`` ...).
     """
 
     data_names = ("pseudo",)
@@ -30,7 +31,7 @@ class StoreSource(ClipSource):
         from openavs_st.data.store import PseudoLabelStore
 
         self.store = PseudoLabelStore(Path(path).expanduser(), **store_kwargs)
-        self._ids = [record["id"] for record in self.store.records]
+        self._ids = list(self.store.ids)
         self._position = {clip_id: i for i, clip_id in enumerate(self._ids)}
 
     @classmethod
@@ -44,7 +45,10 @@ class StoreSource(ClipSource):
                 (data_cfg or {}).get("root"), key=f"{data_key}.root", owner=f"{data_key}.name=pseudo",
                 example="/path/to/store", hint=None,
             )
-        return cls(root)
+        window = (data_cfg or {}).get("num_frames")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+            raise ConfigError(f"{data_key}.num_frames must be a positive number of frames or null, got {window!r}")
+        return cls(root, window=window)
 
     def load(self, clip_id: str) -> Clip:
         try:
@@ -54,6 +58,9 @@ class StoreSource(ClipSource):
 
     def categories(self) -> list[str | None]:
         return self.store.categories()
+
+    def frame_counts(self) -> list[int]:
+        return self.store.frame_counts()
 
     def log_mel_of(self, index: int) -> np.ndarray:
         return self.store.log_mel_of(index)
