@@ -10,15 +10,16 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
-    from openavs_st.config import ConfigError
+    from openavs_st.config import cli_errors
     from openavs_st.data.clip import ClipError
     from openavs_st.inference import run_inference
 
-    try:
+    with cli_errors(extra=(ClipError, FileNotFoundError)):
         run_inference(cfg)
-    except (ConfigError, ClipError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":
-    main()
+    from openavs_st.config import run_hydra_cli
+
+    # Configuration errors: one `error: ...` line, exit 2; a bad clip or missing file: one line, exit 1.
+    run_hydra_cli(main)

@@ -3,7 +3,8 @@ building a backbone from its config node."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 # Config errors, the root check and compose live in the data floor (which imports nothing from here).
@@ -81,3 +82,64 @@ def backbone_name(net: AVSBackbone) -> str:
     from backbones import BACKBONES
 
     return BACKBONES.name_of(type(net)) or type(net).__name__
+
+
+def config_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the configuration is wrong": :class:`ConfigError`, an unknown component name,
+    Hydra's composition/override/instantiation errors and OmegaConf's (a missing ``???`` value, an unknown
+    key, a failed interpolation)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from openavs_st.registry import UnknownComponentError
+
+    return (ConfigError, UnknownComponentError, HydraException, OmegaConfBaseException)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` (and of its cause, for Hydra's "Error in call to target") on one line; a list
+    under a ``...:`` line (Hydra's available options) is joined with commas, its search path left out."""
+    text = str(exc).split("\nConfig search path", 1)[0]
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}"
+    parts: list[str] = []
+    listing = False
+    for raw in text.splitlines():
+        line = " ".join(raw.split())
+        if not line:
+            listing = False
+        elif listing and raw[:1].isspace():
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+        else:
+            parts.append(line)
+            listing = line.endswith(":")
+    return "; ".join(p.rstrip(":") for p in parts) or type(exc).__name__
+
+
+@contextmanager
+def cli_errors(extra: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """A configuration error (:func:`config_error_types`) inside the block prints one ``error: ...`` line
+    and exits 2; an error in ``extra`` prints one line and exits 1; anything else keeps its traceback."""
+    import sys
+
+    try:
+        yield
+    except config_error_types() as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except extra as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def run_hydra_cli(main: Any) -> None:
+    """Run a ``@hydra.main`` entry point whose job body runs under :func:`cli_errors`: the configuration
+    errors Hydra raises while composing (unknown group option, bad override, unknown key) print one
+    ``error: ...`` line and exit 2 as well."""
+    import os
+
+    # Hydra prints its own errors and exits 1; with HYDRA_FULL_ERROR it raises them, so they land here.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    with cli_errors():
+        main()

@@ -235,6 +235,12 @@ class AVSLitModule(L.LightningModule):
             "python": list(random.getstate()),
         }
         checkpoint["openavs"] = {"backbone": self.backbone_name, "recipe": self.recipe.__dict__}
+        trainer = self._trainer
+        if trainer is not None and not trainer.sanity_checking:
+            # This epoch's validation values, so an export of any checkpoint (last.ckpt too) has its metrics.
+            checkpoint["openavs"]["val_metrics"] = {
+                k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+            }
         logger = self.logger
         run = getattr(getattr(logger, "experiment", None), "id", None) if logger is not None else None
         if isinstance(run, str):

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
@@ -92,7 +91,7 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
         input_size=int(d.get("input_size") or recipe.input_size),
         batch_size=int(d.get("batch_size") or recipe.batch_size),
         eval_batch_size=int(eval_batch),
-        num_workers=int(d.get("num_workers", 4)),
+        num_workers=worker_count(d.get("num_workers")),
         pin_memory=bool(d.get("pin_memory", True)),
         persistent_workers=bool(d.get("persistent_workers", True)),
         augment=bool(d.get("augment", False)),
@@ -101,6 +100,32 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
         robust_test_kinds=robust_kinds(cfg),
         seed=int(cfg.seed),
     )
+
+
+def worker_count(configured: Any) -> int:
+    """Data-loading workers: ``data.num_workers`` (``null`` = one per CPU core), at most the cores this
+    process may use, so a config written for a large machine does not oversubscribe a small one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if configured is None:
+        return cores
+    return max(0, min(int(configured), cores))
+
+
+def single_lightning_console() -> None:
+    """Lightning's ``lightning`` logger has its own console handler and also propagates to the root logger
+    (Hydra's console and ``train.log``), so every INFO line was printed twice: when the root logger has
+    handlers, drop Lightning's own console handlers."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def find_last_checkpoint(output_dir: Path, runs_dir: Path) -> Path | None:
@@ -130,14 +155,13 @@ def resolve_resume(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, Path
 
 
 def checkpoint_info(path: Path | None) -> dict[str, Any]:
+    """The ``openavs`` record of the checkpoint to resume from (a corrupt file is a
+    :class:`~openavs_st.export.CheckpointError` naming it, before Lightning tries to load it)."""
     if path is None:
         return {}
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a checkpoint we cannot inspect just loses the run id
-        log.warning("could not read run metadata from %s: %s", path, exc)
-        return {}
-    return dict(ckpt.get("openavs", {}))
+    from openavs_st.export import read_checkpoint
+
+    return dict(read_checkpoint(path, mmap=True).get("openavs") or {})
 
 
 def wandb_mode() -> str:
@@ -250,6 +274,7 @@ def output_dir_of(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, export. Returns the final metrics by logged name."""
+    single_lightning_console()
     L.seed_everything(int(cfg.seed), workers=True)
     output_dir = output_dir_of(cfg)
     ckpt_path, resume_dir = resolve_resume(cfg, output_dir)
@@ -272,7 +297,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if not trained and ckpt_path is not None:
             # train=false ckpt_path=...: test and export that checkpoint, not freshly built weights.
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+            from openavs_st.export import read_checkpoint
+
+            state = read_checkpoint(ckpt_path)["state_dict"]
             module.load_state_dict(state, strict=True)
         if trained:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)

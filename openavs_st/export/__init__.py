@@ -29,7 +29,14 @@ command line).
 """
 
 from openavs_st.export.card import METRIC_MODES, metric_mode, model_card
-from openavs_st.export.cli import load_checkpoint, main, run_config_of
+from openavs_st.export.cli import (
+    CheckpointError,
+    checkpoint_metrics,
+    load_checkpoint,
+    main,
+    read_checkpoint,
+    run_config_of,
+)
 from openavs_st.export.folder import (
     CARD_FILE,
     CONFIG_FILE,
@@ -58,7 +65,12 @@ from openavs_st.export.onnx import (
     example_inputs,
     export_onnx,
 )
-from openavs_st.export.weights import export_module, export_state_dict, load_model, write_description
+from openavs_st.export.weights import (
+    export_module,
+    export_state_dict,
+    load_model,
+    write_description,
+)
 
 __all__ = [
     "CARD_FILE",
@@ -75,9 +87,11 @@ __all__ = [
     "SIMILARITY_PREFIX",
     "WEIGHTS_FILE",
     "WEIGHT_FILE_ARG_PREFIX",
+    "CheckpointError",
     "ExportError",
     "LogitsOnly",
     "check_onnx",
+    "checkpoint_metrics",
     "data_provenance",
     "example_inputs",
     "export_config",
@@ -90,6 +104,7 @@ __all__ = [
     "metric_mode",
     "model_card",
     "package_version",
+    "read_checkpoint",
     "read_export_config",
     "resolve_config",
     "run_config_of",
