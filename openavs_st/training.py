@@ -7,18 +7,23 @@ Kept out of ``train.py`` so tests can import every piece.
 from __future__ import annotations
 
 import copy
+import csv
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf
 
 from openavs_st.config import ConfigError
-from openavs_st.data.store import scrub_secrets
+from openavs_st.data.redact import install_log_scrubbing, scrub_secrets, scrub_text
 from openavs_st.datamodule import AVSDataModule, SourceSpec
 from openavs_st.module import AVSLitModule
 
@@ -128,6 +133,69 @@ def single_lightning_console() -> None:
         logger.propagate = True
 
 
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's ``CSVLogger`` that keeps the ``metrics.csv`` of the run it continues: a resumed run
+    (``ckpt_path=last``) appends its rows to the earlier ones instead of deleting them."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class _KeepingWriter(_CSVWriter):
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):  # continue its header (sorted, as the writer keeps it)
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = sorted(next(csv.reader(file), []))
+
+
+def scrub_run_files(output_dir: Path) -> None:
+    """Rewrite the files Hydra wrote before the job ran (``.hydra/config.yaml``, ``overrides.yaml``,
+    ``hydra.yaml``: the raw command line) through the secret policy (:func:`scrub_text`)."""
+    for path in sorted((output_dir / ".hydra").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        clean = scrub_text(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
+
+
+def adopt_new_folder(new: Path, into: Path) -> None:
+    """A resumed run writes into the folder of the run it continues: the folder Hydra made for it is
+    folded in (``.hydra/`` -> ``<into>/.hydra/resume_<name>/``, ``train.log`` appended to the run's and
+    the log file handlers moved there) and removed when nothing else is in it."""
+    if new.resolve() == into.resolve() or not new.is_dir():
+        return
+    if (new / ".hydra").is_dir():
+        (into / ".hydra").mkdir(parents=True, exist_ok=True)
+        (new / ".hydra").rename(into / ".hydra" / f"resume_{new.name}")
+    old_log = new / "train.log"
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == new.resolve():
+            handler.acquire()
+            try:
+                handler.close()
+                target = into / Path(handler.baseFilename).name
+                if Path(handler.baseFilename).is_file():
+                    with target.open("ab") as dst:
+                        dst.write(Path(handler.baseFilename).read_bytes())
+                    Path(handler.baseFilename).unlink()
+                handler.baseFilename, handler.mode = str(target.resolve()), "a"
+            finally:
+                handler.release()
+    if old_log.is_file():
+        with (into / old_log.name).open("ab") as dst:
+            dst.write(old_log.read_bytes())
+        old_log.unlink()
+    try:
+        new.rmdir()
+    except OSError:
+        log.warning("resumed into %s; %s holds other files and was kept", into, new)
+
+
 def find_last_checkpoint(output_dir: Path, runs_dir: Path) -> Path | None:
     """``last.ckpt`` of this output dir, else the newest one among earlier runs of the task."""
     own = output_dir / "checkpoints" / "last.ckpt"
@@ -212,8 +280,15 @@ def build_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:
         is_wandb = issubclass(get_class(node._target_), WandbLogger)
         extra = wandb_arguments(run_id, str(node.get("save_dir"))) if is_wandb else {}
         loggers.append(instantiate(node, **extra, _convert_="all"))
-    for lg in loggers:
-        lg.log_hyperparams(scrub_secrets(plain(cfg)))
+    # W&B records the command line when its run starts (here, on the first log): it sees it scrubbed. The
+    # real one is restored for what reads it later (DDP relaunches this script with it).
+    argv = list(sys.argv)
+    sys.argv[:] = [scrub_text(a) for a in argv]
+    try:
+        for lg in loggers:
+            lg.log_hyperparams(scrub_secrets(plain(cfg)))
+    finally:
+        sys.argv[:] = argv
     return loggers
 
 
@@ -274,12 +349,17 @@ def output_dir_of(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, export. Returns the final metrics by logged name."""
+    install_log_scrubbing()
     single_lightning_console()
     L.seed_everything(int(cfg.seed), workers=True)
     output_dir = output_dir_of(cfg)
+    scrub_run_files(output_dir)
     ckpt_path, resume_dir = resolve_resume(cfg, output_dir)
+    info = checkpoint_info(ckpt_path)  # a corrupt checkpoint fails before anything is built
     trained = bool(cfg.get("train", True))
     if trained:  # a resumed fit continues in its run folder; train=false writes into its own
+        if ckpt_path is not None:
+            adopt_new_folder(output_dir, resume_dir)
         output_dir = resume_dir
     check_data(cfg)  # a missing data root fails before the (possibly large) model is built
     # Loggers, checkpoints and the trainer write under ${paths.output_dir}: this run's folder, or the
@@ -288,7 +368,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     cfg.paths.output_dir = str(output_dir)
     module = build_module(cfg)
     datamodule = build_datamodule(cfg, module)
-    info = checkpoint_info(ckpt_path)
     loggers = build_loggers(cfg, info.get("wandb_run_id"))
     callbacks = build_callbacks(cfg)
     trainer = build_trainer(cfg, module, loggers, callbacks)

@@ -119,3 +119,46 @@ def test_corrupt_checkpoint_is_named_everywhere(synth: Path, tmp_path: Path) -> 
         text = proc.stdout + proc.stderr
         assert f"{bad}: corrupt or not a checkpoint" in proc.stderr, (name, text[-3000:])
         assert "weights_only" not in text and "Traceback" not in text, (name, text[-3000:])
+
+
+def test_resumed_csv_run_keeps_every_epoch_and_leaves_no_stray_folder(synth: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    runs = logs / "train" / "runs"
+    common = ["train.py", *CHEAP, f"data.root={synth}", "logger=csv", f"paths.log_dir={logs}"]
+    first = cli(*common, "trainer.max_epochs=2", f"hydra.run.dir={runs / 'first'}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = cli(*common, "trainer.max_epochs=4", "ckpt_path=last", f"hydra.run.dir={runs / 'second'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(p.name for p in runs.iterdir()) == ["first"], "the resumed run left a folder of its own"
+    with (runs / "first" / "csv" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    val_epochs = sorted({int(float(r["epoch"])) for r in rows if r.get("val/miou_avsbench")})
+    assert val_epochs == [0, 1, 2, 3], val_epochs
+    assert (runs / "first" / ".hydra" / "resume_second" / "overrides.yaml").is_file()
+    assert "Seed set to" in (runs / "first" / "train.log").read_text()
+
+
+def test_no_planted_secret_reaches_any_file_a_run_writes(synth: Path, tmp_path: Path) -> None:
+    env_secret = "sk-envplanted0123456789abcdef"
+    override_secret = "sk-overrideplanted0123456789"
+    url_password = "urlpassw0rdPlanted"
+    run_dir = tmp_path / "run"
+    proc = cli(
+        "train.py", *CHEAP, f"data.root={synth}", "logger=[csv,wandb]", "trainer.max_epochs=1",
+        "export.enabled=true", f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+        f"+notes.api_key={override_secret}", f"+notes.base_url=http://user:{url_password}@example.invalid/v1",
+        "+notes.token=${oc.env:OPENAI_API_KEY}",
+        env={"OPENAI_API_KEY": env_secret, "WANDB_MODE": "offline", "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
+             "WANDB_DIR": str(tmp_path / "wandb_dir")},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((run_dir / "wandb").glob("offline-run-*/*.wandb")), "no W&B offline run"
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and synth not in p.parents]
+    assert len(written) > 10
+    for path in written:
+        data = path.read_bytes()
+        for secret in (env_secret, override_secret, url_password):
+            assert secret.encode() not in data, (path, secret)
+    for secret in (env_secret, override_secret, url_password):
+        assert secret not in proc.stdout + proc.stderr, secret
