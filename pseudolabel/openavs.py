@@ -13,6 +13,10 @@ Per clip (OpenAVS, arXiv 2505.01448, Sec. 3 and Appendix F), for every one-secon
    into a mask and the per-box masks are OR-ed (:mod:`pseudolabel.vfm`); no phrase or no box gives an
    empty mask.
 
+A second of digital silence (:func:`openavs_st.data.audio.is_silent`: a wav with no samples, an all-zero
+track, the seconds past the end of the audio) is silence: it is not described (no ALM, VLM or LLM call),
+gets no phrase and an empty mask, and its ``frames_info`` entry says ``"audio": "silent"``.
+
 The ``clip_label`` mode skips steps 1-2 and queries the grounder with the clip's class names (its
 weak label: the paper's upper bound for weak supervision).
 
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from openavs_st.data.audio import is_silent
 from pseudolabel import alm as alm_pkg
 from pseudolabel import llm as llm_pkg
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
@@ -57,10 +62,22 @@ class Described(ClipWork):
     image_texts: list[list[str]] = field(default_factory=list)  # per valid frame: every VLM prompt text
     phrases: list[list[str]] | None = None  # per valid frame, once known
     translation: Any = None  # llm TranslationRecord
+    silent: list[bool] = field(default_factory=list)  # per valid frame: its second of audio is digital silence
+
+    def is_silent(self, i: int) -> bool:
+        return bool(self.silent) and self.silent[i]
+
+    def spread(self, values: Sequence[Any], fill: Any) -> list[Any]:
+        """Values of the sounding frames (those described and translated) as one per valid frame, ``fill``
+        for the silent ones."""
+        sounding = iter(values)
+        return [fill if self.is_silent(i) else next(sounding) for i in range(len(self.valid))]
 
     def descriptions(self) -> llm_pkg.ClipDescriptions:
+        keep = [i for i in range(len(self.valid)) if not self.is_silent(i)]
+        images = [self.image_texts[i] for i in keep]
         return llm_pkg.ClipDescriptions.from_lists(
-            self.clip.id, self.audio_texts, self.image_texts if any(self.image_texts) else None
+            self.clip.id, [self.audio_texts[i] for i in keep], images if any(images) else None
         )
 
 
@@ -174,18 +191,26 @@ class OpenAVSLabeler:
             raise ValueError(f"clip {clip_id!r} has no waveform to describe (read it with audio='wav')")
         segments = alm_pkg.split_seconds(clip.waveform, clip.sample_rate, clip.num_frames)
         segments = [segments[t] for t in valid]
+        # A second of digital silence (no samples, all zero, or past the end of the audio) is not described:
+        # nothing sounds, so no phrase and an empty mask, without asking the ALM, VLM or LLM about nothing.
+        silent = [is_silent(segment) for segment in segments]
+        sounding = [i for i, quiet in enumerate(silent) if not quiet]
         audio_texts: list[list[str]] = [[] for _ in valid]
-        start = time.perf_counter()
-        for describer in self.alms:
-            for row, texts in zip(audio_texts, describer.describe(segments, clip.sample_rate)):
-                row.extend(texts)
-        timings["alm_s"] = time.perf_counter() - start
         image_texts: list[list[str]] = [[] for _ in valid]
-        if self.vlm is not None:
+        if sounding:
             start = time.perf_counter()
-            image_texts = [list(texts) for texts in self.vlm.describe([clip.frames[t] for t in valid])]
+            for describer in self.alms:
+                for i, texts in zip(sounding, describer.describe([segments[i] for i in sounding], clip.sample_rate)):
+                    audio_texts[i].extend(texts)
+            timings["alm_s"] = time.perf_counter() - start
+        if self.vlm is not None and sounding:
+            start = time.perf_counter()
+            for i, texts in zip(sounding, self.vlm.describe([clip.frames[valid[i]] for i in sounding])):
+                image_texts[i] = list(texts)
             timings["vlm_s"] = time.perf_counter() - start
-        return Described(clip, len(valid), timings, True, None, valid, audio_texts, image_texts)
+        phrases = None if sounding else [[] for _ in valid]
+        return Described(clip, len(valid), timings, bool(sounding), None, valid, audio_texts, image_texts, phrases,
+                         silent=silent)
 
     def class_phrases(self, names: Sequence[str]) -> list[str]:
         phrases: list[str] = []
@@ -210,7 +235,7 @@ class OpenAVSLabeler:
 
     def apply_translation(self, item: Described, translation: Any) -> None:
         """Take a clip's phrases from its :class:`~pseudolabel.llm.Translation`."""
-        item.phrases = [list(p) for p in translation.phrases]
+        item.phrases = item.spread([list(p) for p in translation.phrases], [])
         item.translation = translation.record
         item.timings["llm_s"] = float(translation.record.latency_s)
         item.pending = False
@@ -238,7 +263,7 @@ class OpenAVSLabeler:
             clip = item.clip
             masks = np.zeros(clip.frames.shape[:3], dtype=bool)
             info: list[dict[str, Any]] = []
-            status = list(item.translation.frame_status) if item.translation is not None else None
+            status = item.spread(item.translation.frame_status, None) if item.translation is not None else None
             valid_index = {t: i for i, t in enumerate(item.valid)}
             for t in range(clip.num_frames):
                 if t not in valid_index:
@@ -259,7 +284,9 @@ class OpenAVSLabeler:
                     "mask_scores": np.round(bm.scores.astype(np.float64), 4).tolist(),
                     "mask_area": float(masks[t].mean()),
                 }
-                if status is not None:
+                if item.is_silent(i):
+                    frame["audio"] = "silent"
+                elif status is not None:
                     frame["llm_status"] = status[i]
                 info.append(frame)
             share = len(item.valid) / total

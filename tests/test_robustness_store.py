@@ -53,6 +53,7 @@ class Endpoint:
     def __init__(self, *, fail_first: int = 0, hold: bool = False) -> None:
         self.requests = 0
         self.arrived = 0
+        self.frames_asked: list[int] = []  # frames each request asked about
         self.fail_first = fail_first
         self.released = threading.Event()
         if not hold:
@@ -62,6 +63,8 @@ class Endpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                asked = re.findall(r"<frame(\d+)>", body["messages"][-1]["content"])
+                endpoint.frames_asked.append(len(asked))
                 endpoint.arrived += 1
                 endpoint.released.wait(120)
                 endpoint.requests += 1
@@ -69,12 +72,11 @@ class Endpoint:
                     status = 500
                     payload = {"error": {"message": f"upstream refused {self.headers.get('Authorization')}"}}
                 else:
-                    frames = re.findall(r"<frame(\d+)>", body["messages"][-1]["content"]) or ["0"]
                     status = 200
                     payload = {
                         "id": "r", "object": "chat.completion", "created": 0, "model": body["model"],
                         "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                            "role": "assistant", "content": "\n".join("<answer>dog</answer>" for _ in frames)}}],
+                            "role": "assistant", "content": "\n".join("<answer>dog</answer>" for _ in asked or [0])}}],
                         "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
                     }
                 data = json.dumps(payload).encode()
@@ -362,3 +364,84 @@ def test_one_wrong_size_mask_fails_training_naming_the_clip_and_file(video_store
     assert proc.returncode != 0
     assert "clip 'medium': mask masks/medium/2.png is 20x30 (width x height) but the clip's frames are 64x48" in proc.stderr
     assert str(store) in proc.stderr
+
+
+# --- 6. silent audio, the frame count at integer rates, the stored frame size cap -----------------------
+
+
+def test_silent_audio_gives_empty_masks_without_describing_nothing(models, tmp_path: Path) -> None:
+    """A 0-sample wav, an all-zero wav and a wav that ends after 2 of 5 seconds: their silent seconds are
+    recorded as ``audio: silent`` with no phrase and an empty mask, and neither the ALM nor the LLM is asked
+    about them; the sounding clip and seconds are labelled as usual."""
+    import soundfile as sf
+
+    root = write_synthetic(tmp_path / "data", ("s4",), splits={"test": 4}, size=40, seed=3)["s4"]
+    wavs = {p.stem: p for p in root.rglob("*.wav")}
+    sf.write(wavs["s4_test_000"], np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    sf.write(wavs["s4_test_001"], np.zeros(5 * 16000, np.float32), 16000, subtype="PCM_16")
+    wave, sr = sf.read(wavs["s4_test_002"], dtype="float32")
+    sf.write(wavs["s4_test_002"], wave[: 2 * sr], sr, subtype="PCM_16")
+    server = Endpoint()
+    out = tmp_path / "store"
+    try:
+        proc = run_cli(label_command(models, root, out, *llm_overrides(server.url(), tmp_path / "cache")),
+                       OPENAI_API_KEY="unused")
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = load_records(out)
+    assert all(r["status"] == "ok" for r in records.values())
+    for clip_id in ("s4_test_000", "s4_test_001"):
+        rec = records[clip_id]
+        assert [f.get("audio") for f in rec["frames_info"]] == ["silent"] * 5
+        assert all(f["phrases"] == [] and f["boxes"] == [] for f in rec["frames_info"])
+        assert rec["mask_area"] == [0.0] * 5 and "alm_s" not in rec["timings"] and "llm" not in rec
+    partial = records["s4_test_002"]["frames_info"]
+    assert [f.get("audio") for f in partial] == [None, None, "silent", "silent", "silent"]
+    assert [f.get("llm_status") for f in partial] == ["ok", "ok", None, None, None]
+    assert [f["phrases"] for f in partial] == [["dog"], ["dog"], [], [], []]
+    assert [f.get("audio") for f in records["s4_test_003"]["frames_info"]] == [None] * 5
+    assert sorted(server.frames_asked) == [2, 5]  # the 2 sounding seconds, and the ordinary clip
+    summary = json.loads((out / "summary.json").read_text())["store"]
+    assert summary["clips_ok"] == 4 and summary["empty_mask_frames"] >= 13
+
+
+def test_a_five_second_video_at_one_fps_is_five_frames_and_big_frames_are_capped(models, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from openavs_st.data.video import read_video_clip, write_video
+
+    colours = np.array([[250, 0, 0], [0, 250, 0], [0, 0, 250], [250, 250, 0], [0, 250, 250]], np.uint8)
+    frames = np.broadcast_to(colours[:, None, None, :], (5, 96, 128, 3)).copy()
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(5 * 16000) / 16000)).astype(np.float32)
+    video = write_video(tmp_path / "in" / "slow.mp4", frames, 1, (tone, 16000))
+    clip = read_video_clip(video)
+    assert clip.num_frames == 5 and clip.meta["duration"] == pytest.approx(5.0)
+    assert np.abs(clip.frames[:, 48, 64].astype(int) - colours).max() < 40  # frame t is second t, none repeated
+
+    out = tmp_path / "store"
+    proc = run_cli([sys.executable, "-m", "pseudolabel", "labeler=openavs_lite", f"input={tmp_path / 'in'}",
+                    f"output={out}", "llm=none", "store.max_side=64", *model_overrides(models)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = load_records(out)["slow"]
+    assert rec["num_frames"] == 5 and rec["original_size"] == [96, 128]
+    for key in ("frames", "masks"):
+        assert {Image.open(out / path).size for path in rec[key]} == {(64, 48)}
+
+
+def test_the_store_caps_frames_at_1024_pixels_by_default(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from openavs_st.data.clip import Clip
+    from openavs_st.data.store import PseudoLabelStore
+
+    frames = np.zeros((1, 1100, 40, 3), np.uint8)
+    masks = np.zeros((1, 1100, 40), bool)
+    masks[0, :550] = True
+    with StoreWriter(tmp_path, labeler="x") as writer:
+        rec = writer.write(Clip("tall", frames), masks)
+        writer.write(Clip("small", frames[:, :64]), masks[:, :64])
+    assert rec["original_size"] == [1100, 40] and Image.open(tmp_path / rec["frames"][0]).size == (37, 1024)
+    assert rec["mask_area"] == [pytest.approx(0.5, abs=0.01)]
+    store = PseudoLabelStore(tmp_path)
+    assert store[1].masks.shape == (1, 1024, 37) and "original_size" not in load_records(tmp_path)["small"]

@@ -152,6 +152,15 @@ def _read_pyav(path: Path, soundfile_error: str = "") -> tuple[np.ndarray, int]:
     return accumulator.samples(), int(sample_rate)
 
 
+SILENCE_PEAK = 1.0 / 32768.0  # one step of 16-bit audio: quieter than this is digital silence
+
+
+def is_silent(wave: np.ndarray | None) -> bool:
+    """True for audio with no samples, or whose every sample is below one 16-bit step (digital silence: an
+    empty or all-zero track, or the zero padding past the end of a clip's audio)."""
+    return wave is None or not np.size(wave) or float(np.max(np.abs(wave))) < SILENCE_PEAK
+
+
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """``[N]`` or ``[N, C]`` → float32 ``[N]``, averaging channels in float64 (torchvggish ``np.mean``)."""
     samples = np.asarray(samples)

@@ -60,7 +60,7 @@ from openavs_st.data.store_record import (
 # The record and its summary (openavs_st.data.store_record) and the secret policy (openavs_st.data.redact)
 # are part of this module's interface.
 __all__ = [
-    "IMAGE_FORMATS", "LOG_MEL_TMP_TAG", "MANIFEST", "RECORD_FIELDS", "STATUS_OK", "SUMMARY_KEYS",
+    "DEFAULT_MAX_SIDE", "IMAGE_FORMATS", "LOG_MEL_TMP_TAG", "MANIFEST", "RECORD_FIELDS", "STATUS_OK", "SUMMARY_KEYS",
     "PseudoLabelStore", "RecordField", "StoreWriter", "atomic_write", "check_record", "config_hash", "is_ok",
     "labelled_mask_areas", "load_records", "manifest_files", "read_manifest", "remove_temporaries",
     "safe_clip_dir", "scrub_secrets", "shard_of", "summarize",
@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 IMAGE_FORMATS = ("png", "jpg")
+DEFAULT_MAX_SIDE = 1024  # longest side of a stored frame (store.max_side)
 # Record fields naming the clip and its files: written as they are.
 _STRUCTURAL_KEYS = ("id", "frames", "masks", "audio")
 
@@ -177,6 +178,9 @@ class StoreWriter:
         shard: ``(index, count)``: this writer only accepts clips with ``shard_of(id) == index``.
         image_format: ``png`` (lossless, default) or ``jpg`` for frames. Masks are always png.
         retry_failed: redo clips whose earlier record is a failure (default: keep them).
+        max_side: frames (and their masks) whose longer side exceeds this are stored scaled down to it, the
+            record's ``original_size`` giving their size before (``frames_info`` boxes are in those pixels);
+            None stores every size as it is.
 
     A writer holds the lock of its shard manifest (:mod:`openavs_st.data.store_lock`) from creation to
     :meth:`close` (or the end of a ``with`` block, or of the process): a second writer of the same shard
@@ -194,6 +198,7 @@ class StoreWriter:
         shard: tuple[int, int] = (0, 1),
         image_format: str = "png",
         retry_failed: bool = False,
+        max_side: int | None = DEFAULT_MAX_SIDE,
     ) -> None:
         index, count = shard
         if count < 1 or not 0 <= index < count:
@@ -207,6 +212,9 @@ class StoreWriter:
         self.shard = (index, count)
         self.image_format = image_format
         self.retry_failed = retry_failed
+        if max_side is not None and max_side < 1:
+            raise ValueError(f"max_side must be a positive number of pixels or None, got {max_side!r}")
+        self.max_side = max_side
         name = MANIFEST if count == 1 else f"manifest.shard-{index}-of-{count}.jsonl"
         self.manifest = self.root / name
         self._lock = WriterLock(self.manifest)  # before anything is touched
@@ -289,15 +297,16 @@ class StoreWriter:
         """Store a labelled clip: its frames, audio, ``masks [T, H, W]`` (bool or 0/1) and record."""
         self._check_open()
         cid = safe_clip_dir(clip.id)
-        masks = np.asarray(masks)
+        masks = np.asarray(masks) > 0
         if masks.shape != clip.frames.shape[:3]:
             raise ClipError(f"clip {clip.id!r}: masks {masks.shape} do not match frames {clip.frames.shape[:3]}")
+        frames, masks, capped = _cap_size(clip.frames, masks, self.max_side)
         frame_paths, mask_paths = [], []
         for t in range(clip.num_frames):
             fp = f"frames/{cid}/{t}.{self.image_format}"
             mp = f"masks/{cid}/{t}.png"
-            atomic_write(self.root / fp, _image_writer(clip.frames[t], self.image_format), self.tmp_tag)
-            atomic_write(self.root / mp, _image_writer((masks[t] > 0).astype(np.uint8) * 255, "png"), self.tmp_tag)
+            atomic_write(self.root / fp, _image_writer(frames[t], self.image_format), self.tmp_tag)
+            atomic_write(self.root / mp, _image_writer(masks[t].astype(np.uint8) * 255, "png"), self.tmp_tag)
             frame_paths.append(fp)
             mask_paths.append(mp)
         audio_path = None
@@ -319,9 +328,11 @@ class StoreWriter:
             "frames": frame_paths,
             "masks": mask_paths,
             "audio": audio_path,
-            "mask_area": [float((masks[t] > 0).mean()) for t in range(clip.num_frames)],
+            "mask_area": [float(masks[t].mean()) for t in range(clip.num_frames)],
             "meta": {**clip.meta, **dict((record or {}).get("meta", {}))},
         }
+        if capped:
+            rec["original_size"] = list(clip.size)
         self._append(rec)
         self.counts["ok"] += 1
         return rec
@@ -339,6 +350,21 @@ class StoreWriter:
         self._append(rec)
         self.counts["failed"] += 1
         return rec
+
+
+def _cap_size(frames: np.ndarray, masks: np.ndarray, max_side: int | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``frames [T, H, W, 3]`` and bool ``masks [T, H, W]`` scaled so that their longer side is ``max_side``
+    (frames area-averaged, masks nearest), and whether they were; unchanged when they fit (or no cap)."""
+    height, width = frames.shape[1:3]
+    if not max_side or max(height, width) <= max_side:
+        return frames, masks, False
+    import cv2
+
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2: (width, height)
+    small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    small_masks = np.stack([cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) for m in masks])
+    return small, small_masks > 0, True
 
 
 def _image_writer(array: np.ndarray, fmt: str) -> Any:

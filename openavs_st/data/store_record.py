@@ -49,6 +49,10 @@ RECORD_FIELDS = (
     RecordField("timings", (dict,), "optional", "seconds spent per stage"),
     RecordField("llm", (dict, type(None)), "optional", "LLM use: calls, cache_hits, prompt/completion_tokens, cost_usd"),
     RecordField("failed_stage", (str,), "optional", "where a failed clip failed (load/describe, llm, write ...)"),
+    RecordField(
+        "original_size", (list,), "optional",
+        "[H, W] of frames the store scaled down to store.max_side (frames_info boxes are in these pixels)",
+    ),
 )
 _FIELDS = {f.name: f for f in RECORD_FIELDS}
 _PER_FRAME = ("frames", "masks", "mask_area")

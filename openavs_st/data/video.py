@@ -171,7 +171,9 @@ def read_video_clip(
         raise ClipError(f"{path}: the video stream has neither a frame rate nor frame timestamps")
     use_index_rule = not timing.variable and sampler.frames_per_second is not None
     chosen = sampler.by_index if use_index_rule else sampler.by_time
-    seconds = max(1, math.floor(timing.duration + timing.period + 1e-6))
+    # Whole seconds, a clip short of one by less than a frame counting as complete: 149 frames at 29.97 fps
+    # (4.97 s) give 5, 5 frames at 1 fps (5 s) give 5, 9 frames at 2 fps (4.5 s) give 4.
+    seconds = max(1, math.floor(timing.duration + timing.period - 1e-6))
     num_out = seconds if num_frames is None else int(num_frames)
     num_real = min(seconds, num_out)
     last_image = sampler.rgb(sampler.last_frame)
