@@ -76,6 +76,7 @@ def print_summary(summary: dict[str, Any], stream: Any = None) -> None:
         ("LLM cache hits", "llm_cache_hits", "{}"),
         ("LLM tokens", "llm_tokens", "{}"),
         ("LLM cost (USD)", "llm_cost_usd", "{:.6f}"),
+        ("clips with every LLM answer unusable", "llm_fallback_clips", "{}"),
     ]
     for label, key, fmt in rows:
         table.add_row(label, fmt.format(run[key]), fmt.format(store[key]))

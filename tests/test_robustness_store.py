@@ -47,14 +47,15 @@ class Endpoint:
     """A chat-completions server answering ``<answer>dog</answer>`` for every frame of a request.
 
     ``fail_first``: the first n requests get HTTP 500 quoting the request's Authorization header (a careless
-    proxy). ``hold``: requests wait until :meth:`release` (a run that stays busy while the test looks at it).
+    proxy). ``unusable_first``: the next n get an answer with no ``<answer>`` in it. ``hold``: requests wait until :meth:`release` (a run that stays busy while the test looks at it).
     """
 
-    def __init__(self, *, fail_first: int = 0, hold: bool = False) -> None:
+    def __init__(self, *, fail_first: int = 0, unusable_first: int = 0, hold: bool = False) -> None:
         self.requests = 0
         self.arrived = 0
         self.frames_asked: list[int] = []  # frames each request asked about
         self.fail_first = fail_first
+        self.unusable_first = unusable_first
         self.released = threading.Event()
         if not hold:
             self.released.set()
@@ -73,10 +74,12 @@ class Endpoint:
                     payload = {"error": {"message": f"upstream refused {self.headers.get('Authorization')}"}}
                 else:
                     status = 200
+                    usable = endpoint.requests > endpoint.fail_first + endpoint.unusable_first
+                    text = "\n".join("<answer>dog</answer>" for _ in asked or [0]) if usable else "I cannot tell."
                     payload = {
                         "id": "r", "object": "chat.completion", "created": 0, "model": body["model"],
                         "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                            "role": "assistant", "content": "\n".join("<answer>dog</answer>" for _ in asked or [0])}}],
+                            "role": "assistant", "content": text}}],
                         "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
                     }
                 data = json.dumps(payload).encode()
@@ -445,3 +448,24 @@ def test_the_store_caps_frames_at_1024_pixels_by_default(tmp_path: Path) -> None
     assert rec["mask_area"] == [pytest.approx(0.5, abs=0.01)]
     store = PseudoLabelStore(tmp_path)
     assert store[1].masks.shape == (1, 1024, 37) and "original_size" not in load_records(tmp_path)["small"]
+
+
+# --- 5. clips whose every LLM answer was unusable are counted -----------------------------------------------
+
+
+def test_clips_whose_every_llm_answer_fell_back_are_counted_in_the_summary(models, s4: Path, tmp_path: Path) -> None:
+    server = Endpoint(unusable_first=1)  # the first clip's one request (prompt_frame: one per clip) is unusable
+    out = tmp_path / "store"
+    try:
+        proc = run_cli(label_command(models, s4, out, *llm_overrides(server.url(), tmp_path / "cache")),
+                       OPENAI_API_KEY="unused")
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fell_back = [r for r in load_records(out).values() if r["llm"]["fallback_frames"]]
+    assert len(fell_back) == 1 and len(fell_back[0]["llm"]["fallback_frames"]) == 5
+    assert all(f["llm_status"] == "fallback:missing" for f in fell_back[0]["frames_info"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["llm_fallback_clips"] == summary["store"]["llm_fallback_clips"] == 1
+    assert summary["store"]["clips_ok"] == 4
+    assert re.search(r"clips with every LLM answer unusable\s*│\s*1\s*│\s*1", proc.stderr), proc.stderr[-2000:]

@@ -231,6 +231,7 @@ def test_summarize_hand_computed_records() -> None:
         "llm_cache_hits": 1,
         "llm_tokens": 130,
         "llm_cost_usd": pytest.approx(0.75),
+        "llm_fallback_clips": 0,
     }
     assert summarize([]) == dict.fromkeys(SUMMARY_KEYS, 0) | {"mean_mask_area": 0.0, "llm_cost_usd": 0.0}
     assert summarize(iter(records)) == s  # any iterable, one pass

@@ -97,6 +97,7 @@ SUMMARY_KEYS = (
     "llm_cache_hits",
     "llm_tokens",
     "llm_cost_usd",
+    "llm_fallback_clips",
 )
 
 
@@ -114,6 +115,17 @@ def labelled_mask_areas(record: Mapping[str, Any]) -> list[float]:
     return [float(f["mask_area"]) for f in info if f.get("valid", True)]
 
 
+def llm_fell_back(record: Mapping[str, Any]) -> bool:
+    """True for an ok record whose every frame asked of the LLM fell back to the untranslated descriptions
+    (the LLM's answers were unusable): ``llm.fallback_frames`` covers the frames with an ``llm_status`` in
+    ``frames_info`` (or, in a record without it, every labelled frame)."""
+    fallback = set((record.get("llm") or {}).get("fallback_frames") or [])
+    if not fallback or not is_ok(record):
+        return False
+    asked = [f for f in record.get("frames_info") or [] if f.get("valid", True) and "llm_status" in f]
+    return len(fallback) >= (len(asked) or len(labelled_mask_areas(record)))
+
+
 def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The summary of a set of manifest records (one per clip, ok and failed), with the keys of
     :data:`SUMMARY_KEYS`:
@@ -123,16 +135,19 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     - ``empty_mask_frames``: those of them whose mask is empty; ``mean_mask_area``: their mean mask area
       (0.0 without frames);
     - ``llm_calls``, ``llm_cache_hits``, ``llm_tokens`` (prompt + completion), ``llm_cost_usd``: sums over
-      the ``llm`` entries of *every* record, failed ones included (the tokens were spent).
+      the ``llm`` entries of *every* record, failed ones included (the tokens were spent);
+    - ``llm_fallback_clips``: ok clips labelled from the untranslated descriptions alone, every frame's LLM
+      answer having been unusable (:func:`llm_fell_back`).
     """
     clips_ok = clips_failed = 0
     areas: list[float] = []
-    calls = hits = tokens = 0
+    calls = hits = tokens = fell_back = 0
     cost = 0.0
     for rec in records:
         if is_ok(rec):
             clips_ok += 1
             areas.extend(labelled_mask_areas(rec))
+            fell_back += llm_fell_back(rec)
         else:
             clips_failed += 1
         llm = rec.get("llm") or {}
@@ -150,4 +165,5 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "llm_cache_hits": hits,
         "llm_tokens": tokens,
         "llm_cost_usd": cost,
+        "llm_fallback_clips": fell_back,
     }
