@@ -123,6 +123,16 @@ def run_cli(command: list[str], **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+def label_via(server: Endpoint, models: dict[str, Path], data_root: Path, out: Path, *extra: str,
+              userinfo: str = "", api_key: str = "unused") -> subprocess.CompletedProcess:
+    """``python -m pseudolabel`` on an AVSBench S4 split into ``out``, its LLM at ``server`` (closed after)."""
+    try:
+        overrides = llm_overrides(server.url(userinfo), out.parent / "cache", *extra)
+        return run_cli(label_command(models, data_root, out, *overrides), OPENAI_API_KEY=api_key)
+    finally:
+        server.close()
+
+
 def temporaries(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
@@ -174,16 +184,9 @@ def test_labeler_writes_and_logs_none_of_three_planted_secrets(models, s4: Path,
     """An env key, an override and a URL password: none in any file of the store, the LLM cache or the
     output. The first clip's requests fail (HTTP 500 quoting the Authorization header, retried once), so its
     failure record and the retry warning name the endpoint too."""
-    server = Endpoint(fail_first=2)
     out, cache = tmp_path / "store", tmp_path / "cache"
-    try:
-        command = label_command(
-            models, s4, out, f"+notes.api_key={OVERRIDE_SECRET}",
-            *llm_overrides(server.url(f"labeler:{URL_PASSWORD}@"), cache, "+labeler.llm.max_retries=1"),
-        )
-        proc = run_cli(command, OPENAI_API_KEY=ENV_SECRET)
-    finally:
-        server.close()
+    proc = label_via(Endpoint(fail_first=2), models, s4, out, "+labeler.llm.max_retries=1",
+                     f"+notes.api_key={OVERRIDE_SECRET}", userinfo=f"labeler:{URL_PASSWORD}@", api_key=ENV_SECRET)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = load_records(out)
     failed = [r for r in records.values() if r["status"] != "ok"]
@@ -386,11 +389,7 @@ def test_silent_audio_gives_empty_masks_without_describing_nothing(models, tmp_p
     sf.write(wavs["s4_test_002"], wave[: 2 * sr], sr, subtype="PCM_16")
     server = Endpoint()
     out = tmp_path / "store"
-    try:
-        proc = run_cli(label_command(models, root, out, *llm_overrides(server.url(), tmp_path / "cache")),
-                       OPENAI_API_KEY="unused")
-    finally:
-        server.close()
+    proc = label_via(server, models, root, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = load_records(out)
     assert all(r["status"] == "ok" for r in records.values())
@@ -454,13 +453,9 @@ def test_the_store_caps_frames_at_1024_pixels_by_default(tmp_path: Path) -> None
 
 
 def test_clips_whose_every_llm_answer_fell_back_are_counted_in_the_summary(models, s4: Path, tmp_path: Path) -> None:
-    server = Endpoint(unusable_first=1)  # the first clip's one request (prompt_frame: one per clip) is unusable
     out = tmp_path / "store"
-    try:
-        proc = run_cli(label_command(models, s4, out, *llm_overrides(server.url(), tmp_path / "cache")),
-                       OPENAI_API_KEY="unused")
-    finally:
-        server.close()
+    # The first clip's one request (prompt_frame: one per clip) gets an unusable answer.
+    proc = label_via(Endpoint(unusable_first=1), models, s4, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     fell_back = [r for r in load_records(out).values() if r["llm"]["fallback_frames"]]
     assert len(fell_back) == 1 and len(fell_back[0]["llm"]["fallback_frames"]) == 5
