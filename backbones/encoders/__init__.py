@@ -1,6 +1,7 @@
-"""Encoders shared by the AVS backbones (VGGish, PVT-v2-B5, ResNet-50) and strict weight loading.
+"""Encoders shared by the AVS backbones (VGGish, PVT-v2-B5, ResNet-50, EfficientNet-Lite0) and strict
+weight loading.
 
-The encoders live in submodules (``vggish``, ``pvt``, ``resnet``); this module holds what they and
+The encoders live in submodules (``vggish``, ``pvt``, ``resnet``, ``efficientnet_lite``); this module holds what they and
 the backbones share: reading a checkpoint file safely and loading a state dict with errors that
 name the offending key.
 """
@@ -17,7 +18,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-VISUAL_ENCODERS = ("pvt_v2_b5", "resnet50")
+VISUAL_ENCODERS = ("pvt_v2_b5", "resnet50", "efficientnet_lite0")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -144,12 +145,15 @@ def build_visual_encoder(name: str, preset: str = "full", **overrides: Any) -> n
     """Build a multi-scale visual encoder: ``forward(x [N,3,H,W]) -> 4 maps`` (strides 4..32).
 
     Args:
-        name: ``"pvt_v2_b5"`` or ``"resnet50"``.
-        preset: ``"full"`` (original architecture) or ``"tiny"`` (same code, smaller).
+        name: ``"pvt_v2_b5"``, ``"resnet50"`` or ``"efficientnet_lite0"``.
+        preset: ``"full"`` (original architecture) or ``"tiny"`` (same code, smaller; EfficientNet-Lite0:
+            the same network).
         overrides: passed to :func:`backbones.encoders.pvt.build_pvt_v2_b5` /
-            :func:`backbones.encoders.resnet.build_resnet50`.
+            :func:`backbones.encoders.resnet.build_resnet50` /
+            :func:`backbones.encoders.efficientnet_lite.build_efficientnet_lite0`.
 
-    The returned module has ``out_channels`` (4 ints) and ``load_official(state_dict)``.
+    The returned module has ``out_channels`` (4 ints), ``load_official(state_dict)`` and
+    ``load_pretrained(path)``.
     """
     if name == "pvt_v2_b5":
         from backbones.encoders.pvt import build_pvt_v2_b5
@@ -159,6 +163,10 @@ def build_visual_encoder(name: str, preset: str = "full", **overrides: Any) -> n
         from backbones.encoders.resnet import build_resnet50
 
         return build_resnet50(preset=preset, **overrides)
+    if name == "efficientnet_lite0":
+        from backbones.encoders.efficientnet_lite import build_efficientnet_lite0
+
+        return build_efficientnet_lite0(preset=preset, **overrides)
     raise ValueError(f"unknown visual encoder {name!r}; known: {list(VISUAL_ENCODERS)}")
 
 
