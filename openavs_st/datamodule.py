@@ -32,6 +32,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from openavs_st.data.audio_features import (
+    AudioFeatures,
+    LogMelFeatures,
+    make_audio_features,
+)
 from openavs_st.data.clip import Clip, ClipError
 from openavs_st.data.configs import ConfigError, require_root
 from openavs_st.data.negatives import NEGATIVE_KINDS, NegativeAudio
@@ -118,6 +123,8 @@ class ClipDataset(Dataset):
             clip supervises (S4 train: frame 1 only, as AVSBench-Robust's ``empty_GT.png``), so a
             negative clip weighs as much in the loss as a positive one and ``negative_ratio`` is
             also the share of supervised frames.
+        audio_features: what the backbone hears, computed from the log-mel examples of positives and
+            negatives alike (:mod:`openavs_st.data.audio_features`; None: the log-mels).
     """
 
     def __init__(
@@ -129,6 +136,7 @@ class ClipDataset(Dataset):
         negative_kinds: Sequence[str] = ("silence", "noise", "offscreen"),
         seed: int = 0,
         only_negative: str | None = None,
+        audio_features: AudioFeatures | None = None,
     ) -> None:
         if not 0.0 <= negative_ratio < 1.0:
             raise ValueError(f"negative_ratio must be in [0, 1), got {negative_ratio}")
@@ -138,6 +146,7 @@ class ClipDataset(Dataset):
         if len(clips) == 0:
             raise ClipError("the data source holds no clips")
         self.clips = clips
+        self.audio_features = audio_features or LogMelFeatures()
         self.transform = transform
         self.seed = seed
         n = len(clips)
@@ -177,7 +186,7 @@ class ClipDataset(Dataset):
                 masks = np.zeros_like(masks)
         return {
             "frames": torch.from_numpy(sample.frames),
-            "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
+            "audio": torch.from_numpy(np.ascontiguousarray(self.audio_features(audio), dtype=np.float32)),
             "masks": torch.from_numpy(np.minimum(masks, 1.0)),
             "has_label": torch.from_numpy(has_label),
             "frame_valid": torch.from_numpy(sample.frame_valid),
@@ -238,6 +247,7 @@ class AVSDataModule(L.LightningDataModule):
         negative_kinds: Sequence[str] = ("silence", "noise", "offscreen"),
         robust_test_kinds: Sequence[str] = (),
         seed: int = 0,
+        audio_features: str = "log_mel",
     ) -> None:
         super().__init__()
         if not isinstance(source, SourceSpec):
@@ -264,6 +274,8 @@ class AVSDataModule(L.LightningDataModule):
         self.negative_kinds = tuple(negative_kinds)
         self.robust_test_kinds = tuple(robust_test_kinds)
         self.seed = seed
+        self.audio_features = audio_features
+        self._features = make_audio_features(audio_features)
         self.datasets: dict[str, ClipDataset] = {}
 
     def prepare_data(self) -> None:
@@ -285,7 +297,7 @@ class AVSDataModule(L.LightningDataModule):
         ratio = self.negative_ratio if split == "train" else 0.0
         return ClipDataset(
             clips, transform, negative_ratio=ratio, negative_kinds=self.negative_kinds,
-            seed=self.seed, only_negative=negative,
+            seed=self.seed, only_negative=negative, audio_features=self._features,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -46,6 +46,7 @@ from PIL import Image
 from torch import nn
 
 from openavs_st import export
+from openavs_st.data.audio_features import make_audio_features
 from openavs_st.data.clip import Clip, ClipError
 from openavs_st.data.configs import ConfigError
 from openavs_st.data.sources import VIDEO_SUFFIXES, open_source
@@ -80,6 +81,8 @@ class InferenceModel:
     size: tuple[int, int]
     recipe: dict[str, Any]
     device: torch.device
+    #: what the backbone hears, from the clip's log-mel examples (``input.audio_features`` of the export)
+    audio_features: Any = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -124,7 +127,10 @@ def load_inference_model(
         net = module.net.to(torch_device).eval()
         config = export.export_config(module, train_cfg)
     size = (int(input_size), int(input_size)) if input_size else tuple(int(s) for s in config["input"]["size"])
-    return InferenceModel(net, int(config["input"]["num_frames"]), size, dict(config["recipe"]), torch_device)
+    features = make_audio_features(config["input"].get("audio_features") or "log_mel")
+    return InferenceModel(
+        net, int(config["input"]["num_frames"]), size, dict(config["recipe"]), torch_device, features
+    )
 
 
 # ---------------------------------------------------------------------------------- inputs
@@ -219,7 +225,8 @@ def predict(
         pending.append(entry)
         for w, idx in enumerate(indices):
             batch.frames.append(sample.frames[idx])
-            batch.audio.append(clip.log_mel[idx])
+            log_mel = clip.log_mel[idx]
+            batch.audio.append(log_mel if model.audio_features is None else model.audio_features(log_mel))
             batch.valid.append(sample.frame_valid[idx])
             batch.targets.append((entry, w, min(model.num_frames, clip.num_frames - w * model.num_frames)))
             if len(batch.targets) == batch_size:

@@ -22,7 +22,9 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf
 
+from backbones.base import VGGISH_EMBEDDING_DIM
 from openavs_st.config import ConfigError
+from openavs_st.data.audio_features import make_audio_features
 from openavs_st.data.redact import install_log_scrubbing, scrub_secrets, scrub_text
 from openavs_st.datamodule import AVSDataModule, SourceSpec
 from openavs_st.module import AVSLitModule
@@ -90,6 +92,15 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
     eval_node = d.get("eval")
     robust = cfg.get("robust") or {}
     eval_batch = d.get("eval_batch_size") or max(1, recipe.test_batch_frames // recipe.num_frames)
+    features = str(d.get("audio_features") or "log_mel")
+    dim = make_audio_features(features).dim
+    width = int(getattr(module.net, "audio_embedding_dim", VGGISH_EMBEDDING_DIM))
+    if (dim is None and width != VGGISH_EMBEDDING_DIM) or (dim is not None and dim != width):
+        given = "VGGish log-mels (the backbone's own VGGish gives 128-d)" if dim is None else f"{dim}-d features"
+        raise ConfigError(
+            f"data.audio_features={features} gives {given} but the backbone reads {width}-d audio embeddings: "
+            f"set backbone.audio_embedding_dim={dim or VGGISH_EMBEDDING_DIM}"
+        )
     return AVSDataModule(
         source_spec(d, "data"),
         source_spec(eval_node, "data.eval") if eval_node else None,
@@ -104,6 +115,7 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
         negative_kinds=tuple(robust.get("kinds", ("silence", "noise", "offscreen"))),
         robust_test_kinds=robust_kinds(cfg),
         seed=int(cfg.seed),
+        audio_features=features,
     )
 
 

@@ -137,6 +137,8 @@ def export_config(module: AVSLitModule, cfg: Any = None) -> dict[str, Any]:
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),
             "audio": VGGISH_AUDIO,
+            # what the backbone reads, computed from those examples (openavs_st.data.audio_features)
+            "audio_features": str(data.get("audio_features") or "log_mel"),
         },
         "output": {"logits": "[B, T, K, H, W] at the input size", "mask": "sigmoid(logits) > 0.5"},
         "weights": {"file": WEIGHTS_FILE, "backbone_prefix": NET_PREFIX},
