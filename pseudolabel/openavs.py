@@ -255,7 +255,12 @@ class OpenAVSLabeler:
         detections = self.grounder.detect(images, phrases)
         ground_s = time.perf_counter() - start
         start = time.perf_counter()
-        box_masks = self.segmenter.segment_boxes(images, [d.boxes for d in detections])
+        boxes = [d.boxes for d in detections]
+        priors = [d.maps for d in detections]  # a grounder's per-box prior maps (cam), for segmenters taking them
+        if getattr(self.segmenter, "takes_priors", False) and any(p is not None for p in priors):
+            box_masks = self.segmenter.segment_boxes(images, boxes, priors=priors)
+        else:
+            box_masks = self.segmenter.segment_boxes(images, boxes)
         segment_s = time.perf_counter() - start
         results = []
         offset = 0

@@ -6,8 +6,9 @@
     detections = grounder.detect(frames, [["dog"], ["dog", "man"]])       # boxes xyxy in pixels
     masks = segmenter.segment(frames, [d.boxes for d in detections])    # one [H, W] bool per frame
 
-Grounders: ``grounding_dino`` (transformers). Segmenters: ``sam2`` and ``sam`` (transformers),
-``sam2_official`` (Meta's ``sam2`` package, extra ``.[sam2]``). Models load on first use from a Hub
+Grounders: ``grounding_dino`` (transformers), ``cam`` (EfficientNet-Lite0 class-activation maps, offline).
+Segmenters: ``sam2`` and ``sam`` (transformers), ``sam2_official`` (Meta's ``sam2`` package, extra
+``.[sam2]``), ``grabcut`` (OpenCV, seeded by ``cam``'s maps when given). Models load on first use from a Hub
 id or a local directory; ``from_config`` builds a random-weight model for tests. Importing this
 package imports neither torch nor transformers nor sam2.
 """

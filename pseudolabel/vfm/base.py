@@ -42,12 +42,16 @@ class Detections:
         labels: ``N`` phrases, each one of the phrases the image was queried with.
         texts: ``N`` strings, the detector's own text for each box (GroundingDINO: the query tokens
             whose probability passed the text threshold; may be empty or span several phrases).
+        maps: ``None``, or ``N`` ``[H, W]`` float32 maps in ``[0, 1]`` in the image's pixels: a prior of
+            where each box's object is (the ``cam`` grounder's activation map), passed to a segmenter
+            that takes priors (``Segmenter.takes_priors``); not written to the manifest.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: list[str]
     texts: list[str]
+    maps: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         count = len(self.labels)
@@ -56,6 +60,8 @@ class Detections:
                 f"Detections: boxes {self.boxes.shape}, scores {self.scores.shape}, {count} labels and "
                 f"{len(self.texts)} texts do not describe the same N boxes"
             )
+        if self.maps is not None and (len(self.maps) != count or any(np.ndim(m) != 2 for m in self.maps)):
+            raise ValueError(f"Detections: maps must be {count} [H, W] arrays, one per box")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -258,7 +264,13 @@ class Grounder(Component, ABC):
 
 
 class Segmenter(Component, ABC):
-    """Boxes -> masks. Subclasses implement :meth:`_segment_boxes` for images with boxes."""
+    """Boxes -> masks. Subclasses implement :meth:`_segment_boxes` for images with boxes.
+
+    A segmenter with ``takes_priors = True`` also accepts ``segment_boxes(images, boxes, priors=...)``:
+    per image ``None`` or one ``[H, W]`` map per box (a grounder's ``Detections.maps``).
+    """
+
+    takes_priors: ClassVar[bool] = False
 
     def segment_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[BoxMasks]:
         """Per-box masks and scores.
