@@ -326,8 +326,10 @@ def waveform_16k(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     return resample(mono, sample_rate, SAMPLE_RATE)
 
 
-def _log_mel_frames(wave_16k: np.ndarray) -> np.ndarray:
-    """float64 ``[F, 64]`` log-mel frames, ``F = 1 + (M - 400) // 160`` (0 if ``M < 400``)."""
+def log_mel_frames(wave_16k: np.ndarray, *, log_offset: float = LOG_OFFSET) -> np.ndarray:
+    """float64 ``[F, 64]`` log-mel frames ``log(mel + log_offset)`` of a 16 kHz waveform,
+    ``F = 1 + (M - 400) // 160`` (0 if ``M < 400``). VGGish's offset is 0.01; YAMNet shares this front
+    end with 0.001 (:mod:`openavs_st.data.yamnet`)."""
     if wave_16k.shape[0] < STFT_WINDOW_SAMPLES:
         return np.zeros((0, NUM_MEL_BINS))
     frames = sliding_window_view(wave_16k, STFT_WINDOW_SAMPLES)[::STFT_HOP_SAMPLES]
@@ -336,13 +338,13 @@ def _log_mel_frames(wave_16k: np.ndarray) -> np.ndarray:
     chunks = []
     for start in range(0, frames.shape[0], _STFT_CHUNK_FRAMES):
         magnitude = np.abs(np.fft.rfft(frames[start : start + _STFT_CHUNK_FRAMES] * window, FFT_LENGTH))
-        chunks.append(np.log(np.dot(magnitude, mel_matrix) + LOG_OFFSET))
+        chunks.append(np.log(np.dot(magnitude, mel_matrix) + log_offset))
     return np.concatenate(chunks, axis=0)
 
 
 def _examples_from_16k(wave_16k: np.ndarray) -> np.ndarray:
     """float32 ``[N, 1, 96, 64]``: complete non-overlapping 96-frame examples of a 16 kHz waveform."""
-    log_mel = _log_mel_frames(wave_16k)
+    log_mel = log_mel_frames(wave_16k)
     num_examples = log_mel.shape[0] // EXAMPLE_FRAMES
     examples = log_mel[: num_examples * EXAMPLE_FRAMES].reshape(num_examples, 1, EXAMPLE_FRAMES, NUM_MEL_BINS)
     return examples.astype(np.float32)
