@@ -39,6 +39,7 @@ from pseudolabel.components import LazyModel, positive_int
 from pseudolabel.vfm.base import (
     Detections,
     Grounder,
+    Memo,
     check_batch_size,
     grounder,
     same_size_batches,
@@ -266,6 +267,7 @@ class CamGrounder(Grounder):
         self.map_threshold = float(map_threshold)
         self.min_area = float(min_area)
         self.lazy = efficientnet_lite0_model(checkpoint, config=config, device=device, dtype=dtype)
+        self._memo = Memo()  # (image, phrases) -> Detections: repeated frames cost no forward pass
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -337,14 +339,29 @@ class CamGrounder(Grounder):
     def _detect(self, images: list[np.ndarray], phrases: list[list[str]]) -> list[Detections]:
         class_sets = [[phrase_classes(phrase) for phrase in image_phrases] for image_phrases in phrases]
         results = [Detections.empty() for _ in images]
-        wanted = [i for i, sets in enumerate(class_sets) if any(sets)]  # no forward pass without a class
+        keys = [Memo.key(image, tuple(image_phrases)) for image, image_phrases in zip(images, phrases, strict=True)]
+        wanted, first = [], {}
+        for i, sets in enumerate(class_sets):
+            if not any(sets):  # no forward pass without a class
+                continue
+            known = self._memo.get(keys[i])
+            if known is not None:
+                results[i] = known
+            elif keys[i] in first:  # the same frame twice in this call: computed once below
+                first[keys[i]].append(i)
+            else:
+                first[keys[i]] = [i]
+                wanted.append(i)
         for batch in same_size_batches([images[i] for i in wanted], self.batch_size):
             indices = [wanted[b] for b in batch]
             features, probs = self.class_maps([images[i] for i in indices])
             for row, index in enumerate(indices):
-                results[index] = self._image_detections(
+                found = self._image_detections(
                     features[row], probs[row], phrases[index], class_sets[index], images[index].shape[:2]
                 )
+                self._memo.put(keys[index], found)
+                for same in first[keys[index]]:
+                    results[same] = found
         return results
 
     def _image_detections(

@@ -27,6 +27,7 @@ import numpy as np
 from pseudolabel.components import positive_int
 from pseudolabel.vfm.base import (
     BoxMasks,
+    Memo,
     Segmenter,
     check_boxes,
     check_images,
@@ -68,6 +69,7 @@ class GrabCutSegmenter(Segmenter):
         self.max_side = positive_int(max_side, "max_side")
         self.fg, self.probable_fg, self.bg = float(fg), float(probable_fg), float(bg)
         self.seed = int(seed)
+        self._memo = Memo()  # (image, boxes, maps) -> BoxMasks: GrabCut is deterministic given its seed
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -103,7 +105,12 @@ class GrabCutSegmenter(Segmenter):
             if not len(image_boxes):  # no boxes: an empty mask, no work
                 results.append(BoxMasks(np.zeros((0, *image.shape[:2]), bool), np.zeros(0, np.float32)))
             else:
-                results.append(self._segment_image(image, image_boxes, maps))
+                key = Memo.key(image, image_boxes, *(maps or ()))
+                found = self._memo.get(key)
+                if found is None:
+                    found = self._segment_image(image, image_boxes, maps)
+                    self._memo.put(key, found)
+                results.append(found)
         return results
 
     def _segment_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[BoxMasks]:
