@@ -25,9 +25,10 @@ Two framings:
   ``t`` (so frame ``t`` of a clip gets the sound of second ``t``), padded like
   :func:`openavs_st.data.audio.log_mel_examples`;
 - :meth:`YAMNet.clip_scores`: a whole recording, the mean over patches with YAMNet's 0.48 s hop, either
-  of the sigmoid probabilities (default) or of the logits. Measured on the 19 CC0/CC-BY-SA farm-animal
-  recordings of the quickstart, the probability mean ranked the right animal in the top 5 more often
-  (pig and horse recordings whose logit mean is dominated by broad classes; BENCHMARKS.md).
+  of the sigmoid probabilities (default) or of the logits. On the 19 farm-animal recordings of the
+  quickstart (``benchmarks/offline_translation.py``, BENCHMARKS.md) the animal's class is in the top 5
+  for 16 with the probability mean and 15 with the logit mean (a quiet horse clip whose logit mean is
+  led by Speech and Silence).
 """
 
 from __future__ import annotations
