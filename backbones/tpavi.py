@@ -305,7 +305,8 @@ class TPAVI(AVSBackbone):
         channel = PRESETS[preset]["channel"] if channel is None else int(channel)
         head_channels = PRESETS[preset]["head_channels"] if head_channels is None else tuple(head_channels)
 
-        self.vggish = VGGish(tiny=preset == "tiny", frozen=True)
+        # The frozen VGGish turns log-mels into embeddings; a backbone fed other features has none.
+        self.vggish = VGGish(tiny=preset == "tiny", frozen=True) if self.audio_embedding_dim == EMBEDDING_DIM else None
         self.visual_encoder = build_visual_encoder(visual_encoder, preset, **(encoder_args or {}))
         for stage, in_channels in enumerate(self.visual_encoder.out_channels):
             setattr(self, f"conv{stage + 1}", ASPPSum(in_channels, channel))
@@ -330,6 +331,11 @@ class TPAVI(AVSBackbone):
         if pretrained_visual is not None:
             self.visual_encoder.load_pretrained(pretrained_visual)
         if pretrained_vggish is not None:
+            if self.vggish is None:
+                raise ValueError(
+                    f"pretrained_vggish is set but audio_embedding_dim={self.audio_embedding_dim} "
+                    "(VGGish gives 128): this TPAVI reads precomputed features and has no VGGish"
+                )
             self.vggish.load_pretrained(pretrained_vggish)
 
     def set_affinity(self, mode: str) -> None:
@@ -420,6 +426,8 @@ class TPAVI(AVSBackbone):
                 tensor has the wrong shape (named).
             KeyError: an unknown or missing key (named).
         """
+        if self.vggish is None:
+            raise ValueError("official TPAVI checkpoints hear VGGish: build TPAVI with audio_embedding_dim=128")
         if not (self.vggish.weights_loaded or allow_random_vggish):
             raise ValueError(
                 "official TPAVI checkpoints hold no VGGish weights and this model's VGGish is random: build it "

@@ -20,7 +20,7 @@ from openavs_st.data.yamnet import LOG_OFFSET, YAMNet
 from openavs_st.training import train
 
 REPO = Path(__file__).resolve().parents[1]
-YAMNET_BACKBONE = ["backbone=tpavi", "backbone.preset=tiny", "+backbone.audio_embedding_dim=521"]
+YAMNET_BACKBONE = ["backbone=tpavi", "backbone.preset=tiny", "backbone.audio_embedding_dim=521"]
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,10 @@ def test_train_export_and_infer_with_yamnet_features(tmp_path: Path) -> None:
 
     config = yaml.safe_load((export / "config.yaml").read_text())
     assert config["input"]["audio_features"] == "yamnet" and config["backbone"]["audio_embedding_dim"] == 521
+    from safetensors import safe_open
+
+    with safe_open(str(export / "model.safetensors"), "pt") as weights:  # no unused VGGish in the export
+        assert not [k for k in weights.keys() if ".vggish." in k or k.startswith("vggish.")]
     out = tmp_path / "infer"
     proc = subprocess.run(
         [sys.executable, str(REPO / "infer.py"), f"model={export}", "data=avsbench_s4", f"data.root={root}",

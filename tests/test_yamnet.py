@@ -98,6 +98,17 @@ def test_clip_scores_top5_name_the_animal(yamnet: YAMNet, animals: Path, recordi
     assert expected <= set(logit_top5), logit_top5
 
 
+@pytest.mark.parametrize(("animal", "expected"), [("dog", "Dog"), ("cow", "Cattle, bovinae"), ("sheep", "Sheep")])
+def test_gcompris_recordings_top5_name_the_animal(yamnet: YAMNet, animal: str, expected: str) -> None:
+    """The other recordings of the quickstart (Debian gcompris-qt-data): the dog, cow and sheep are heard
+    as Dog, Cattle and Sheep (the 0.9 s ovos sheep above gets its child class Bleat instead)."""
+    from openavs_st.data.quickstart_scenes import load_material
+
+    wave = load_material().sounds["gcompris"][animal]
+    top5 = yamnet.top_labels(yamnet.clip_scores(wave, 16000), 5)
+    assert expected in top5, top5
+
+
 def test_second_scores_one_row_per_second_padded(yamnet: YAMNet, animals: Path) -> None:
     wave, sr = _recording(animals, "dog")  # 6.0 s
     scores = yamnet.second_scores(wave, sr, 5)
