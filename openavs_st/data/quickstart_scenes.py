@@ -17,7 +17,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +257,25 @@ def load_material(
         digest=sources.digest,
         sources={"gcompris": str(g_root), "ovos": str(sources.ovos_root)},
     )
+
+
+def crop_to_silhouettes(material: Material, margin: float) -> Material:
+    """The material with every photo cut to the bounding box of its polygons, widened by ``margin`` times
+    the box's width and height on each side (inside the photo), and the polygons renormalised to the cut."""
+    if margin < 0:
+        raise ValueError(f"crop margin must be >= 0, got {margin}")
+    photos, polygons = {}, {}
+    for animal, photo in material.photos.items():
+        h, w = photo.shape[:2]
+        points = np.concatenate(material.polygons[animal]) * np.array([w, h], dtype=np.float64)
+        (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+        dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+        left, top = max(0, int(np.floor(x0 - dx))), max(0, int(np.floor(y0 - dy)))
+        right, bottom = min(w, int(np.ceil(x1 + dx))), min(h, int(np.ceil(y1 + dy)))
+        photos[animal] = np.ascontiguousarray(photo[top:bottom, left:right])
+        scale = np.array([right - left, bottom - top], dtype=np.float64)
+        polygons[animal] = [(poly * np.array([w, h]) - np.array([left, top])) / scale for poly in material.polygons[animal]]
+    return replace(material, photos=photos, polygons=polygons)
 
 
 # ---------------------------------------------------------------------------------------- placement
