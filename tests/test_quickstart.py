@@ -87,6 +87,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert report["model_miou"] > report["baseline_background_miou"], report
     assert 0.0 <= report["negatives_fpr"] <= 1.0 and 0.0 <= report["model_f"] <= 1.0
     assert len(report["per_animal"]) >= 8
+    assert report["translation_accuracy"] > 0.5  # measured 0.79: the phrase names the animal heard
     for path in report["paths"].values():
         assert Path(path).exists(), path
     assert (out / "infer_video" / "qs_test_000.mp4").is_file()
