@@ -13,7 +13,14 @@ import pytest
 
 from openavs_st.data.avsbench import open_reader
 from openavs_st.data.quickstart import build_quickstart
-from openavs_st.quickstart import CENTRE_BOX, QuickstartError, baselines, parse_args, score, sounding_animals
+from openavs_st.quickstart import (
+    CENTRE_BOX,
+    QuickstartError,
+    baselines,
+    parse_args,
+    score,
+    sounding_animals,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
