@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-ENTRY_CONFIGS = ("run", "evaluate")  # files in configs/pseudolabel/ that are not presets
+ENTRY_CONFIGS = ("run", "evaluate", "export_avsbench")  # files in configs/pseudolabel/ that are not presets
 
 
 class CLIError(ValueError):
