@@ -15,9 +15,9 @@ here and their checkpoint keys are dropped on load.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields, replace
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -163,6 +163,7 @@ class AVSegFormer(AVSBackbone):
         super().__init__()
         head_config = _head_config(dataset, preset, visual_encoder, head_options)
         self.dataset = dataset
+        self.num_classes = head_config.num_classes  # K of the logits (71 for AVSS)
         self.visual_encoder = visual_encoder
         self.backbone = build_visual_encoder(visual_encoder, preset)
         # width of aux["visual_pooled"] (the robustness similarity head projects audio to it)

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from openavs_st.data.avsbench import avss_palette
 from openavs_st.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -19,10 +20,24 @@ def denormalise(frames: torch.Tensor) -> np.ndarray:
     return rgb.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def class_overlay_panel(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """``[H, 3W, 3]`` uint8: the frame, then its ground truth and prediction class maps ``[H, W]`` painted
+    over it in AVSBench's AVSS palette (background left unpainted)."""
+    palette = avss_palette(max(int(gt.max()), int(pred.max()), 1) + 1).astype(np.float32)
+
+    def paint(classes: np.ndarray) -> np.ndarray:
+        colour = palette[classes]
+        mixed = np.where((classes > 0)[..., None], (1 - alpha) * rgb + alpha * colour, rgb)
+        return mixed.round().astype(np.uint8)
+
+    return np.concatenate([rgb, paint(gt), paint(pred)], axis=1)
+
+
 class ValidationOverlays(L.Callback):
     """Logs the same ``num_clips`` validation clips every epoch as W&B images with two mask layers,
-    ``ground_truth`` and ``prediction`` (sigmoid > 0.5), one image per frame. Does nothing when the
-    trainer has no ``WandbLogger``."""
+    ``ground_truth`` and ``prediction`` (sigmoid > 0.5), one image per frame. A K-class (AVSS) model
+    logs, per frame, the frame | ground truth | prediction (argmax) with the classes in AVSBench's palette.
+    Does nothing when the trainer has no ``WandbLogger``."""
 
     def __init__(self, num_clips: int = 4) -> None:
         self.num_clips = num_clips
@@ -43,12 +58,25 @@ class ValidationOverlays(L.Callback):
 
         n = min(self.num_clips - self._clips, batch["frames"].shape[0])
         self._clips += n
-        out = pl_module(batch["frames"][:n], batch["audio"][:n], None)
-        pred = (torch.sigmoid(out.logits[:, :, 0]) > 0.5).to(torch.uint8).cpu().numpy()
-        gt = batch["masks"][:n].to(torch.uint8).cpu().numpy()
+        valid = batch["frame_valid"][:n]
+        out = pl_module(batch["frames"][:n], batch["audio"][:n], None if bool(valid.all()) else valid)
+        semantic = out.logits.shape[2] > 1
+        if semantic:
+            pred = out.logits.argmax(dim=2).cpu().numpy()
+        else:
+            pred = (torch.sigmoid(out.logits[:, :, 0]) > 0.5).to(torch.uint8).cpu().numpy()
+        gt = batch["masks"][:n].to(torch.int64 if semantic else torch.uint8).cpu().numpy()
         for i in range(n):
             rgb = denormalise(batch["frames"][i])
             for t in range(rgb.shape[0]):
+                if semantic:
+                    if not bool(valid[i, t]):
+                        continue
+                    panel = class_overlay_panel(rgb[t], gt[i, t], pred[i, t])
+                    classes = sorted({int(c) for c in np.unique(gt[i, t])} - {0})
+                    caption = f"{batch['id'][i]} t={t} frame | ground truth | prediction; classes {classes}"
+                    self._images.append(wandb.Image(panel, caption=caption))
+                    continue
                 self._images.append(
                     wandb.Image(
                         rgb[t],

@@ -5,6 +5,9 @@ one clip-source registry (:mod:`openavs_st.data.sources`):
 
 - ``avsbench_s4`` / ``avsbench_ms3`` / ``avsbench_avss_binary``: an AVSBench split read by
   :mod:`openavs_st.data.avsbench` (``root`` = the dataset folder);
+- ``avsbench_avss``: AVSBench-semantic with its 71 classes (masks are class-index maps; v1s/v1m clips
+  padded to 10 frames with ``frame_valid`` false; train frames short-side resized and centre-cropped as
+  the original ``avss/color_dataloader.py``);
 - ``pseudo``: a pseudo-label store (:mod:`openavs_st.data.store`; ``root`` = the store folder), its clips
   read as windows of ``num_frames`` frames (``configs/data/pseudo.yaml``: 5, the S4/MS3 recipes' T), the
   last window of a clip padded with ``frame_valid`` false, so clips of any lengths batch;
@@ -15,7 +18,7 @@ another source (``eval_source``): the usual OpenAVS-ST set-up trains on a store 
 an AVSBench split. A pseudo-label store has no splits: all of it trains.
 
 A batch is a dict of tensors: ``frames [B, T, 3, H, W]`` (ImageNet-normalised), ``audio
-[B, T, 1, 96, 64]``, ``masks [B, T, H, W]`` float {0, 1}, ``has_label [B, T]`` (frames whose mask is
+[B, T, 1, 96, 64]``, ``masks [B, T, H, W]`` float {0, 1} (``avsbench_avss``: int64 class indices), ``has_label [B, T]`` (frames whose mask is
 ground truth: S4 train carries frame 1 only), ``frame_valid [B, T]``, ``negative [B]`` (1 for a
 negative-audio pair, whose target is empty), ``negative_kind`` and ``id`` (lists of str).
 """
@@ -44,9 +47,12 @@ from openavs_st.data.sources import ClipSource, open_source
 from openavs_st.data.synthetic import ensure_synthetic
 from openavs_st.data.transforms import ClipTransform
 
-AVSBENCH_SOURCES = ("avsbench_s4", "avsbench_ms3", "avsbench_avss_binary")
-# The datasets training reads: binary masks only (71-class AVSS trains through its binary view).
+AVSBENCH_SOURCES = ("avsbench_s4", "avsbench_ms3", "avsbench_avss", "avsbench_avss_binary")
+# The datasets training reads; those with class-index masks (71-class AVSS) train K > 1 heads.
 SOURCES = (*AVSBENCH_SOURCES, "pseudo", "synthetic")
+SEMANTIC_SOURCES = ("avsbench_avss",)
+# Train-split frame geometry of the original loaders (avss/color_dataloader.py: crop_resize_img).
+TRAIN_RESIZE_MODE = {"avsbench_avss": "short_side_center_crop"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,11 @@ class SourceSpec:
             num_frames=node.get("num_frames"),
         )
 
+    @property
+    def semantic(self) -> bool:
+        """Whether the masks are class-index maps (71-class AVSS) rather than binary."""
+        return self.name in SEMANTIC_SOURCES
+
     def data_config(self) -> dict[str, Any]:
         """The spec as a ``data`` config (what :func:`~openavs_st.data.sources.open_source` reads)."""
         return {"name": self.name, "root": self.root, "audio": self.audio, "allow_pickle": self.allow_pickle,
@@ -102,8 +113,7 @@ def check_source_name(name: Any, key: str) -> None:
     """A :class:`ConfigError` unless ``name`` is a dataset training reads."""
     if name not in SOURCES:
         raise ConfigError(
-            f"{key}.name={name} cannot be loaded for training or evaluation; use one of "
-            f"{', '.join(SOURCES)} (71-class AVSS is not supported: data=avsbench_avss_binary trains on its masks)"
+            f"{key}.name={name} cannot be loaded for training or evaluation; use one of {', '.join(SOURCES)}"
         )
 
 
@@ -125,6 +135,7 @@ class ClipDataset(Dataset):
             also the share of supervised frames.
         audio_features: what the backbone hears, computed from the log-mel examples of positives and
             negatives alike (:mod:`openavs_st.data.audio_features`; None: the log-mels).
+        semantic: masks are class indices, returned as int64 (else binary, float {0, 1}).
     """
 
     def __init__(
@@ -137,6 +148,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         only_negative: str | None = None,
         audio_features: AudioFeatures | None = None,
+        semantic: bool = False,
     ) -> None:
         if not 0.0 <= negative_ratio < 1.0:
             raise ValueError(f"negative_ratio must be in [0, 1), got {negative_ratio}")
@@ -160,6 +172,7 @@ class ClipDataset(Dataset):
             negs = [(int(rng.integers(n)), kinds[k % len(kinds)]) for k in range(num_neg)]
             self.items = [(i, "") for i in range(n)] + negs
         self.only_negative = only_negative
+        self.semantic = semantic
         self._negatives: NegativeAudio | None = None
 
     def negatives(self, num_frames: int) -> NegativeAudio:
@@ -187,7 +200,7 @@ class ClipDataset(Dataset):
         return {
             "frames": torch.from_numpy(sample.frames),
             "audio": torch.from_numpy(np.ascontiguousarray(self.audio_features(audio), dtype=np.float32)),
-            "masks": torch.from_numpy(np.minimum(masks, 1.0)),
+            "masks": torch.from_numpy(masks.astype(np.int64) if self.semantic else np.minimum(masks, 1.0)),
             "has_label": torch.from_numpy(has_label),
             "frame_valid": torch.from_numpy(sample.frame_valid),
             "negative": torch.tensor(1 if kind else 0, dtype=torch.long),
@@ -261,6 +274,11 @@ class AVSDataModule(L.LightningDataModule):
                     "(e.g. data.eval.name=avsbench_s4 data.eval.root=/data/avsbench_data)"
                 )
             eval_source = source
+        if source.semantic != eval_source.semantic:
+            raise ConfigError(
+                f"data.name={source.name} and data.eval.name={eval_source.name}: one trains a 71-class "
+                "(avsbench_avss) head and the other has binary masks; train and evaluate on the same kind"
+            )
         self.source = source
         self.eval_source = eval_source
         self.input_size = input_size
@@ -293,11 +311,12 @@ class AVSDataModule(L.LightningDataModule):
                 f"{spec.root}: the clips have {', '.join(map(str, lengths))} frames, and a batch needs one length: "
                 "set data.num_frames=N to read them as windows of N frames (the last one of a clip padded)"
             )
-        transform = ClipTransform(self.input_size, augment=self.augment if augment is None else augment)
+        mode = TRAIN_RESIZE_MODE.get(spec.name, "resize") if split == "train" else "resize"
+        transform = ClipTransform(self.input_size, mode=mode, augment=self.augment if augment is None else augment)
         ratio = self.negative_ratio if split == "train" else 0.0
         return ClipDataset(
             clips, transform, negative_ratio=ratio, negative_kinds=self.negative_kinds,
-            seed=self.seed, only_negative=negative, audio_features=self._features,
+            seed=self.seed, only_negative=negative, audio_features=self._features, semantic=spec.semantic,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -248,7 +248,9 @@ def _run_batch(model: InferenceModel, batch: _WindowBatch) -> None:
     if logits.shape[2] != 1:
         raise ConfigError(
             f"the model predicts K={logits.shape[2]} classes; infer.py writes binary masks and supports "
-            "K=1 models only (AVSS semantic models are not supported yet)"
+            "K=1 models only (AVSS semantic models are not supported yet: score one on an AVSS split with "
+            "`python train.py experiment=<preset> train=false ckpt_path=CHECKPOINT`, which logs test/miou_avss "
+            "and test/f_avss)"
         )
     logits = logits.float().cpu()
     for (entry, w, num_real), window in zip(batch.targets, logits):

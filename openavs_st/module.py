@@ -7,6 +7,10 @@ AVSBench-exact F-score). Every recipe value can be overridden (``recipe_override
 without ground truth contribute no loss: the loss weight of a frame is ``has_label &
 frame_valid``, so S4 trains on frame 1 only, as the original.
 
+A backbone with K > 1 output classes (the ``avss`` recipe: TPAVI's and AVSegFormer's 71-class heads)
+trains on class-index targets and is evaluated with the AVSBench-semantic metrics
+(:mod:`openavs_st.metrics_avss`: ``miou_avss``, ``f_avss``) instead of the binary ones.
+
 Robust training (AVSBench-Robust): with ``lambda_sim > 0`` a classifier-guided similarity head
 projects the VGGish audio embedding to the width of the pooled last-stage visual feature, takes
 their cosine similarity per frame, and is trained with BCE(sigmoid(cos), 1 for positive pairs,
@@ -28,6 +32,7 @@ from backbones.base import AVSOutput, Recipe
 from backbones.losses import LOSS_TERMS
 from openavs_st.config import backbone_name, build_backbone
 from openavs_st.metrics import FalsePositiveRate, FScore, MaskIoU, g_f, g_fpr, g_miou
+from openavs_st.metrics_avss import AVSS_NUM_CLASSES, SemanticFScore, SemanticMIoU
 
 
 class SimilarityHead(nn.Module):
@@ -92,12 +97,24 @@ class AVSLitModule(L.LightningModule):
                 )
             self.similarity = SimilarityHead(self.net.audio_embedding_dim, self.net.pooled_visual_dim)
         self.robust_test_kinds = tuple(robust_test_kinds)
+        # K of the logits: the backbone's num_classes (TPAVI, AVSegFormer), else 71 for the AVSS recipe.
+        self.num_classes = int(getattr(self.net, "num_classes", AVSS_NUM_CLASSES if dataset == "avss" else 1))
+        if self.semantic and self.robust_test_kinds:
+            raise ValueError("test.robust=true scores binary masks (FPR, G-mIoU); it is not defined for the "
+                             f"{self.num_classes}-class AVSS head: set test.robust=false")
         self.val_metrics = self._metric_set()
         self.test_metrics = nn.ModuleList([self._metric_set() for _ in range(1 + len(self.robust_test_kinds))])
         self._robust_results: dict[str, float] = {}
 
+    @property
+    def semantic(self) -> bool:
+        """Whether the backbone predicts K > 1 classes (targets are class-index maps)."""
+        return self.num_classes > 1
+
     def _metric_set(self) -> nn.ModuleDict:
         r = self.recipe
+        if self.semantic:
+            return nn.ModuleDict({"miou": SemanticMIoU(self.num_classes), "f": SemanticFScore(self.num_classes)})
         return nn.ModuleDict(
             {
                 "miou": MaskIoU(),
@@ -141,6 +158,11 @@ class AVSLitModule(L.LightningModule):
         logits = out.logits[:, :, :1] if out.logits.shape[2] == 1 else out.logits
         valid = batch["has_label"] & batch["frame_valid"]
         masks = batch["masks"]
+        if self.semantic:
+            # Padding frames (v1s/v1m) are scored as the official AVSS test does (module docstring there).
+            for metric in metrics.values():
+                metric.update(logits, masks, valid, padded=~batch["frame_valid"])
+            return out
         metrics["miou"].update(logits, masks, valid)
         metrics["f_group"].update(logits, masks, valid)
         metrics["f_pooled"].update(logits, masks, valid)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RECIPE = {
     "avsbench_s4": "s4",
     "avsbench_ms3": "ms3",
+    "avsbench_avss": "avss",
     "avsbench_avss_binary": "ms3",
     "pseudo": "s4",
     "synthetic": "s4",
@@ -101,8 +102,15 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
             f"data.audio_features={features} gives {given} but the backbone reads {width}-d audio embeddings: "
             f"set backbone.audio_embedding_dim={dim or VGGISH_EMBEDDING_DIM}"
         )
+    source = source_spec(d, "data")
+    if source.semantic != module.semantic:
+        raise ConfigError(
+            f"data.name={source.name} has {'class-index' if source.semantic else 'binary'} masks but the "
+            f"{module.recipe.dataset!r} recipe builds a {module.num_classes}-class head: "
+            + ("drop data.recipe (avsbench_avss trains the avss recipe)" if source.semantic else "use a binary recipe")
+        )
     return AVSDataModule(
-        source_spec(d, "data"),
+        source,
         source_spec(eval_node, "data.eval") if eval_node else None,
         input_size=int(d.get("input_size") or recipe.input_size),
         batch_size=int(d.get("batch_size") or recipe.batch_size),

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from hydra.utils import get_class
 
 from backbones import BACKBONES
@@ -146,8 +145,8 @@ def test_missing_data_root_fails_before_the_model_is_built(tmp_path: Path, synth
     with pytest.raises(ConfigError, match=r"data\.eval\.root is not set"):
         run(tmp_path, synth, "data=pseudo", f"data.root={synth}", "data.eval.root=null", "backbone.preset=tiny",
             missing_weights)
-    with pytest.raises(ConfigError, match=r"data\.name=avsbench_avss cannot be loaded .* avsbench_avss_binary"):
-        run(tmp_path, synth, "data=avsbench_avss", f"data.root={synth}", "backbone.preset=tiny")
+    with pytest.raises(ConfigError, match=r"data\.name=avsbench_v3 cannot be loaded .* avsbench_avss_binary"):
+        run(tmp_path, synth, "data=avsbench_s4", "data.name=avsbench_v3", f"data.root={synth}", "backbone.preset=tiny")
 
 
 def test_train_false_tests_and_exports_the_given_checkpoint(synth: Path, tmp_path: Path) -> None:
@@ -277,7 +276,8 @@ def test_experiment_presets_compose_to_their_backbone_and_data(preset: str, tmp_
     cfg = compose([f"experiment={preset}", f"paths.data_dir={tmp_path}", f"data.root={tmp_path}"])
     assert cfg.task_name == preset
     assert BACKBONES.name_of(get_class(cfg.backbone._target_)) in preset
-    data_tag = {"avsbench_s4": "_s4", "avsbench_ms3": "_ms3", "avsbench_avss_binary": "_avss_binary", "pseudo": "_s4"}
+    data_tag = {"avsbench_s4": "_s4", "avsbench_ms3": "_ms3", "avsbench_avss_binary": "_avss_binary",
+                "avsbench_avss": "_avss", "pseudo": "_s4"}
     assert data_tag[cfg.data.name] in preset
     if preset.startswith("openavs_st_"):
         assert cfg.data.name == "pseudo" and cfg.data.eval.name == "avsbench_s4"

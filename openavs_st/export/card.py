@@ -20,6 +20,10 @@ METRIC_MODES = {
     "f_nosigmoid_pooled": "as f_pooled, thresholds applied to raw logits (SAMA-AVS's evaluation)",
     "miou_2class_dataset": "OpenAVS two-class mIoU, intersections and unions summed over the set",
     "miou_2class_per_frame": "OpenAVS two-class mIoU per frame, mean over frames",
+    "miou_avss": "AVSBench-semantic mIoU: per frame and class, IoU of the argmax prediction; per class the mean "
+    "over the frames where it is predicted or labelled; mean over all 71 classes (absent ones count 0)",
+    "f_avss": "AVSBench-semantic F-score (beta^2 = 0.3) of the argmax prediction, averaged per class over the "
+    "frames where it appears, then over all 71 classes",
     "fpr": "fraction of pixels predicted foreground (on negative audio: lower is better)",
     "g_miou": "AVSBench-Robust G-mIoU: harmonic mean of positive mIoU and 1 - negative mIoU",
     "g_f": "AVSBench-Robust G-F: harmonic mean of positive F and 1 - negative F",
