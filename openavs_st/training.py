@@ -22,7 +22,6 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf
 
-from backbones.base import VGGISH_EMBEDDING_DIM
 from openavs_st.config import ConfigError
 from openavs_st.data.audio_features import make_audio_features
 from openavs_st.data.redact import install_log_scrubbing, scrub_secrets, scrub_text
@@ -95,12 +94,13 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
     eval_batch = d.get("eval_batch_size") or max(1, recipe.test_batch_frames // recipe.num_frames)
     features = str(d.get("audio_features") or "log_mel")
     dim = make_audio_features(features).dim
-    width = int(getattr(module.net, "audio_embedding_dim", VGGISH_EMBEDDING_DIM))
-    if (dim is None and width != VGGISH_EMBEDDING_DIM) or (dim is not None and dim != width):
-        given = "VGGish log-mels (the backbone's own VGGish gives 128-d)" if dim is None else f"{dim}-d features"
+    width = getattr(module.net, "audio_embedding_dim", None)
+    # precomputed features are the backbone's audio embedding: the widths must agree (log-mels go through
+    # the backbone's own audio encoder, whose input check names any mismatch)
+    if dim is not None and width is not None and int(width) != dim:
         raise ConfigError(
-            f"data.audio_features={features} gives {given} but the backbone reads {width}-d audio embeddings: "
-            f"set backbone.audio_embedding_dim={dim or VGGISH_EMBEDDING_DIM}"
+            f"data.audio_features={features} gives {dim}-d features but the backbone reads {width}-d audio "
+            f"embeddings: set backbone.audio_embedding_dim={dim}"
         )
     source = source_spec(d, "data")
     if source.semantic != module.semantic:

@@ -79,15 +79,21 @@ def test_every_registered_component_has_a_config_and_every_config_a_registered_c
 
     spec = ROLES[role]
     files = _group_files(role)
-    assert sorted(files) == spec.registry.names(), f"configs/pseudolabel/{role}/ and the {role} registry differ"
+    # every registered class has its file; a file may also configure a registered class under another
+    # name (llm/smollm2.yaml: the hf translator with a GGUF checkpoint)
+    missing = set(spec.registry.names()) - set(files)
+    assert not missing, f"configs/pseudolabel/{role}/ lacks a file for {sorted(missing)}"
     for name, path in files.items():
         cls = get_class(_target_of(path))
-        assert spec.registry.get(name) is cls, f"{path}: _target_ is not the class registered as {name!r}"
+        registered = spec.registry.name_of(cls)
+        assert registered is not None, f"{path}: _target_ {cls.__name__} is not a registered {role} class"
+        if name in spec.registry:
+            assert spec.registry.get(name) is cls, f"{path}: _target_ is not the class registered as {name!r}"
         for member in ("load", "provenance", "loaded"):
             assert hasattr(cls, member), f"{cls.__name__} lacks {member}"
         for method in [m for m in vars(spec.interface) if not m.startswith("_")]:
             assert callable(getattr(cls, method, None)), f"{cls.__name__} lacks {method}() of the {role} role"
-        assert spec.registry.describe()[name], f"{cls.__name__} has no docstring line for --list"
+        assert spec.registry.describe()[registered], f"{cls.__name__} has no docstring line for --list"
 
 
 def test_build_names_the_key_and_the_problem() -> None:
