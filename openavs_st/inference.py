@@ -157,7 +157,14 @@ def open_inputs(cfg: Mapping[str, Any]) -> tuple[Sequence[Clip], str | None]:
     from openavs_st.datamodule import SourceSpec
 
     split = str(cfg.get("split", "test"))
-    return SourceSpec.from_config(data, "data").open(split), split
+    spec = SourceSpec.from_config(data, "data")
+    if spec.semantic:
+        # infer.py writes and scores binary masks; 71-class models are scored by train.py
+        raise ConfigError(
+            f"data.name={spec.name} cannot be loaded by infer.py (binary masks): use data=avsbench_avss_binary, "
+            "or score a 71-class AVSS model with python train.py train=false ckpt_path=..."
+        )
+    return spec.open(split), split
 
 
 def original_audio(clip: Clip) -> tuple[np.ndarray, int] | None:
