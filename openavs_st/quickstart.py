@@ -261,8 +261,10 @@ def run(options: dict[str, Any]) -> Path:
     started = steps.begin("score", "store, model and baselines on the same test frames")
     reader = open_reader("avsbench_s4", data.positives, "test", audio="none")
     animals = sounding_animals(data.seconds_csv)
-    store_scores = score(store_predictions(stores["test"]), reader, animals)
-    model_scores = score(folder_predictions(infer_dirs["test"], list(reader.ids)), reader, animals)
+    store_masks = store_predictions(stores["test"])
+    model_masks = folder_predictions(infer_dirs["test"], list(reader.ids))
+    store_scores = score(store_masks, reader, animals)
+    model_scores = score(model_masks, reader, animals)
     base = baselines(reader, animals)
     model_metrics = json.loads((infer_dirs["test"] / "metrics.json").read_text())
     negative_metrics = json.loads((infer_dirs["negatives"] / "metrics.json").read_text())
@@ -270,8 +272,8 @@ def run(options: dict[str, Any]) -> Path:
     overlay = out / "overlay.png"
     overlay_image(overlay, first.frames[0], {
         "ground truth": first.masks[0],
-        "pseudo-label (store)": store_predictions(stores["test"]).get(first.id, np.zeros_like(first.masks))[0],
-        "trained model": folder_predictions(infer_dirs["test"], [first.id]).get(first.id, np.zeros_like(first.masks))[0],
+        "pseudo-label (store)": store_masks.get(first.id, np.zeros_like(first.masks))[0],
+        "trained model": model_masks.get(first.id, np.zeros_like(first.masks))[0],
     })
     steps.end("score", started)
 
