@@ -292,8 +292,7 @@ class AVSDataModule(L.LightningDataModule):
         self.negative_kinds = tuple(negative_kinds)
         self.robust_test_kinds = tuple(robust_test_kinds)
         self.seed = seed
-        self.audio_features = audio_features
-        self._features = make_audio_features(audio_features)
+        self.audio_features = make_audio_features(audio_features)
         self.datasets: dict[str, ClipDataset] = {}
 
     def prepare_data(self) -> None:
@@ -316,7 +315,7 @@ class AVSDataModule(L.LightningDataModule):
         ratio = self.negative_ratio if split == "train" else 0.0
         return ClipDataset(
             clips, transform, negative_ratio=ratio, negative_kinds=self.negative_kinds,
-            seed=self.seed, only_negative=negative, audio_features=self._features, semantic=spec.semantic,
+            seed=self.seed, only_negative=negative, audio_features=self.audio_features, semantic=spec.semantic,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -46,7 +46,11 @@ from PIL import Image
 from torch import nn
 
 from openavs_st import export
-from openavs_st.data.audio_features import make_audio_features
+from openavs_st.data.audio_features import (
+    AudioFeatures,
+    LogMelFeatures,
+    make_audio_features,
+)
 from openavs_st.data.clip import Clip, ClipError
 from openavs_st.data.configs import ConfigError
 from openavs_st.data.sources import VIDEO_SUFFIXES, open_source
@@ -82,7 +86,7 @@ class InferenceModel:
     recipe: dict[str, Any]
     device: torch.device
     #: what the backbone hears, from the clip's log-mel examples (``input.audio_features`` of the export)
-    audio_features: Any = None
+    audio_features: AudioFeatures = field(default_factory=LogMelFeatures)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -233,7 +237,7 @@ def predict(
         for w, idx in enumerate(indices):
             batch.frames.append(sample.frames[idx])
             log_mel = clip.log_mel[idx]
-            batch.audio.append(log_mel if model.audio_features is None else model.audio_features(log_mel))
+            batch.audio.append(model.audio_features(log_mel))
             batch.valid.append(sample.frame_valid[idx])
             batch.targets.append((entry, w, min(model.num_frames, clip.num_frames - w * model.num_frames)))
             if len(batch.targets) == batch_size:

@@ -23,7 +23,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf
 
 from openavs_st.config import ConfigError
-from openavs_st.data.audio_features import make_audio_features
+from openavs_st.data.audio_features import AUDIO_FEATURES
 from openavs_st.data.redact import install_log_scrubbing, scrub_secrets, scrub_text
 from openavs_st.datamodule import AVSDataModule, SourceSpec
 from openavs_st.module import AVSLitModule
@@ -93,7 +93,9 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
     robust = cfg.get("robust") or {}
     eval_batch = d.get("eval_batch_size") or max(1, recipe.test_batch_frames // recipe.num_frames)
     features = str(d.get("audio_features") or "log_mel")
-    dim = make_audio_features(features).dim
+    if features not in AUDIO_FEATURES:
+        raise ConfigError(f"data.audio_features={features} is unknown; available: {AUDIO_FEATURES.names()}")
+    dim = AUDIO_FEATURES.get(features).dim
     width = getattr(module.net, "audio_embedding_dim", None)
     # precomputed features are the backbone's audio embedding: the widths must agree (log-mels go through
     # the backbone's own audio encoder, whose input check names any mismatch)
