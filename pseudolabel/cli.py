@@ -15,6 +15,7 @@ import, can set up its own). Shortcuts translated to Hydra's own spelling:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,21 @@ def split_flags(argv: list[str] | None) -> tuple[list[str], set[str]]:
     args = list(sys.argv[1:] if argv is None else argv)
     flags = {a for a in args if a.startswith("--")}
     return [a for a in args if not a.startswith("--")], flags
+
+
+def run_entry(config_name: str, argv: list[str] | None, doc: str | None, action: Callable[[dict[str, Any]], int]) -> int:
+    """A small entry point (``python -m pseudolabel.evaluate`` ...): ``--help`` prints ``doc``; otherwise
+    the entry config ``config_name`` composed from ``argv`` and resolved goes to ``action``. A bad config
+    or input (``CLIError``, ``ClipError``, ``ValueError``, ``KeyError``) prints one ``error:`` line and
+    returns 2."""
+    from openavs_st.data.clip import ClipError
+
+    args, flags = split_flags(argv)
+    if "--help" in flags or "-h" in args:
+        print(doc)
+        return 0
+    try:
+        return action(resolved(compose(config_name, args)))
+    except (CLIError, ClipError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

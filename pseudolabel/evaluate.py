@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.cli import CLIError, compose, resolved, split_flags
+from pseudolabel.cli import run_entry
 
 MISSING_POLICIES = ("error", "empty", "skip")
 BINARY_LOGIT = 1e4  # sigmoid(+1e4) == 1.0 and sigmoid(-1e4) == 0.0 in float32
@@ -116,31 +116,25 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, flags = split_flags(argv)
-    if "--help" in flags or "-h" in args:
-        print(__doc__)
-        return 0
-    from openavs_st.data.clip import ClipError
+    return run_entry("evaluate", argv, __doc__, run)
+
+
+def run(cfg: dict[str, Any]) -> int:
     from openavs_st.data.configs import require_root
     from openavs_st.data.store import atomic_write
 
-    try:
-        cfg = resolved(compose("evaluate", args))
-        data = cfg.get("data") or {}
-        require_root(data.get("root"), key="data.root", owner=f"data.name={data.get('name')}")
-        options = {"subsets": list(data["subsets"])} if data.get("subsets") else {}
-        result = evaluate_store(
-            cfg["store"],
-            str(data["name"]),
-            str(data["root"]),
-            str(cfg.get("split") or "test"),
-            missing=str(cfg.get("missing") or "error"),
-            f_group_size=int(cfg.get("f_group_size") or 20),
-            reader_kwargs=options,
-        )
-    except (CLIError, ClipError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    data = cfg.get("data") or {}
+    require_root(data.get("root"), key="data.root", owner=f"data.name={data.get('name')}")
+    options = {"subsets": list(data["subsets"])} if data.get("subsets") else {}
+    result = evaluate_store(
+        cfg["store"],
+        str(data["name"]),
+        str(data["root"]),
+        str(cfg.get("split") or "test"),
+        missing=str(cfg.get("missing") or "error"),
+        f_group_size=int(cfg.get("f_group_size") or 20),
+        reader_kwargs=options,
+    )
     out = Path(str(cfg.get("out") or cfg["store"])).expanduser()
     path = out / "metrics.json" if out.suffix != ".json" else out
     text = json.dumps(result, indent=2) + "\n"

@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pseudolabel.cli import CLIError, compose, resolved, split_flags
+from pseudolabel.cli import run_entry
 
 MARKER = "PSEUDO_LABELS.json"
 LAYOUTS = ("s4", "ms3", "avss")
@@ -476,29 +476,22 @@ def _swap_into_place(partial: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, flags = split_flags(argv)
-    if "--help" in flags or "-h" in args:
-        print(__doc__)
-        return 0
-    from openavs_st.data.clip import ClipError
+    return run_entry("export_avsbench", argv, __doc__, run)
 
-    try:
-        cfg = resolved(compose("export_avsbench", args))
-        marker = export_store(
-            str(cfg["store"]),
-            str(cfg["out"]),
-            str(cfg["layout"]),
-            split=str(cfg.get("split") or "train"),
-            write_pickles=cfg.get("write_pickles", False),
-            resize=cfg.get("resize", "layout"),
-            clip_length=str(cfg.get("clip_length") or "window"),
-            avss_class=int(cfg.get("avss_class", 1)),
-            label2idx=cfg.get("label2idx"),
-            jpeg_quality=int(cfg.get("jpeg_quality", 95)),
-        )
-    except (CLIError, ClipError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def run(cfg: dict[str, Any]) -> int:
+    marker = export_store(
+        str(cfg["store"]),
+        str(cfg["out"]),
+        str(cfg["layout"]),
+        split=str(cfg.get("split") or "train"),
+        write_pickles=cfg.get("write_pickles", False),
+        resize=cfg.get("resize", "layout"),
+        clip_length=str(cfg.get("clip_length") or "window"),
+        avss_class=int(cfg.get("avss_class", 1)),
+        label2idx=cfg.get("label2idx"),
+        jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+    )
     out = Path(str(cfg["out"])).expanduser()
     print(f"exported {marker['clips_exported']} of {marker['clips_in_store']} clips "
           f"({marker['items_exported']} {marker['layout']} clips) to {out / marker['dataset_folder']}")
