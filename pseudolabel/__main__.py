@@ -111,7 +111,13 @@ def run(cfg_node: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from openavs_st.data.sources import open_source
-    from openavs_st.data.store import StoreWriter, load_records, scrub_secrets, shard_of, summarize
+    from openavs_st.data.store import (
+        StoreWriter,
+        load_records,
+        scrub_secrets,
+        shard_of,
+        summarize,
+    )
     from pseudolabel.components import ComponentConfigError, ComponentLoadError
     from pseudolabel.openavs import OpenAVSLabeler
     from pseudolabel.runner import run_labeler

@@ -20,7 +20,12 @@ from tqdm import tqdm
 from openavs_st.data.avsbench import SPLITS, AVSBenchReader, open_reader, verify_image
 from openavs_st.data.clip import ClipError
 from openavs_st.data.configs import ConfigError, compose, data_root
-from openavs_st.data.sources import AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, reader_options
+from openavs_st.data.sources import (
+    AUDIO_SUFFIXES,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    reader_options,
+)
 
 
 @dataclass
