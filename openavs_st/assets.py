@@ -27,7 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AssetError", "PACKAGES", "Package", "cache_dir", "debian_package", "fetch", "pypi_package"]
+__all__ = ["AssetError", "PACKAGES", "Package", "build_folder", "cache_dir", "debian_package", "fetch", "pypi_package"]
 
 
 class AssetError(RuntimeError):
@@ -80,12 +80,17 @@ def cache_dir() -> Path:
 
 
 def _unpacked(kind: str, stem: str, unpack) -> Path:
-    """``cache/<kind>/<stem>``, made by ``unpack(tmp_dir)`` into a temporary sibling and renamed."""
-    target = cache_dir() / kind / stem
+    """``cache/<kind>/<stem>``, made by ``unpack(tmp_dir)`` (see :func:`build_folder`)."""
+    return build_folder(cache_dir() / kind / stem, unpack)
+
+
+def build_folder(target: Path, unpack) -> Path:
+    """``target``, made once by ``unpack(tmp_dir)`` into a temporary sibling renamed into place, so a
+    killed build leaves nothing half-written (the next call starts again); an existing folder is kept."""
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".tmp", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         unpack(tmp)
         try:

@@ -303,10 +303,19 @@ def _quantisation(model: Path) -> dict[str, float]:
 
 
 def _unzip_model(archive: Path, target: Path) -> Path:
-    """Unpack the ``.onnx`` graph and its ``model.data`` from ``archive`` into ``target`` (flat), through a
-    temporary sibling folder renamed into place, so a killed unzip leaves nothing half-written."""
-    if (target / "model.onnx").is_file():
-        return target / "model.onnx"
+    """Unpack the ``.onnx`` graph and its ``model.data`` from ``archive`` into ``target`` (flat), once."""
+    from openavs_st.assets import build_folder
+
+    def unpack(tmp: Path) -> None:
+        with zipfile.ZipFile(archive) as zipped:
+            members = {Path(info.filename).name: info for info in zipped.infolist() if not info.is_dir()}
+            if "model.onnx" not in members or "model.data" not in members:
+                raise YAMNetError(f"{archive}: expected model.onnx and model.data inside, found {sorted(members)}")
+            for name in ("model.onnx", "model.data"):
+                with zipped.open(members[name]) as src, (tmp / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+
+    return build_folder(target, unpack) / "model.onnx"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
