@@ -18,12 +18,11 @@ the name (``data.audio_features`` in its config), and ``infer.py`` computes the 
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
+from openavs_st.memo import Memo
 from openavs_st.registry import Registry
 
 # openavs_st/data/audio.py LOG_OFFSET (VGGish, tensorflow/models research/audioset/vggish/vggish_params.py)
@@ -60,10 +59,10 @@ class YAMNetFeatures(AudioFeatures):
         self.folder = folder
         self.cache_size = int(cache_size)
         self._model: Any = None
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cache = Memo(self.cache_size)
 
     def __getstate__(self) -> dict[str, Any]:  # data-loader workers build their own ONNX session
-        return {"folder": self.folder, "cache_size": self.cache_size, "_model": None, "_cache": OrderedDict()}
+        return {"folder": self.folder, "cache_size": self.cache_size, "_model": None, "_cache": Memo(self.cache_size)}
 
     @property
     def model(self) -> Any:
@@ -77,7 +76,7 @@ class YAMNetFeatures(AudioFeatures):
         examples = np.asarray(log_mel, dtype=np.float32)
         if examples.ndim != 4 or examples.shape[1:] != (1, 96, 64):
             raise ValueError(f"yamnet audio features: expected log-mel examples [T, 1, 96, 64], got {examples.shape}")
-        key = hashlib.sha1(examples.tobytes()).digest()
+        key = Memo.key(examples)
         hit = self._cache.get(key)
         if hit is None:
             mel = np.maximum(np.exp(examples.astype(np.float64)) - VGGISH_LOG_OFFSET, 0.0)
@@ -85,11 +84,7 @@ class YAMNetFeatures(AudioFeatures):
 
             patches = np.log(mel + LOG_OFFSET).astype(np.float32)
             hit = self.model.patch_logits(patches[:, 0])
-            self._cache[key] = hit
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
+            self._cache.put(key, hit)
         return hit.copy()
 
 

@@ -19,10 +19,8 @@ transformers or sam2 only then, so importing this package stays cheap.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -155,43 +153,6 @@ def clean_phrases(phrases: Sequence[str]) -> list[str]:
         if text and text not in cleaned:
             cleaned.append(text)
     return cleaned
-
-
-class Memo:
-    """Results of a deterministic per-image computation, keyed by the bytes of its inputs (least recently
-    used first out). Frames of a clip often repeat (a still picture, a static camera): a repeat costs a
-    hash, not a model call."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = int(size)
-        self._items: OrderedDict[bytes, Any] = OrderedDict()
-        self.hits = 0
-
-    @staticmethod
-    def key(*parts: Any) -> bytes:
-        digest = hashlib.sha1()
-        for part in parts:
-            if isinstance(part, np.ndarray):
-                digest.update(repr((part.shape, part.dtype.str)).encode())
-                digest.update(np.ascontiguousarray(part).tobytes())
-            else:
-                digest.update(repr(part).encode())
-            digest.update(b"|")
-        return digest.digest()
-
-    def get(self, key: bytes) -> Any:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-            self.hits += 1
-        return value
-
-    def put(self, key: bytes, value: Any) -> None:
-        if self.size <= 0:
-            return
-        self._items[key] = value
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
 
 
 def check_batch_size(batch_size: int) -> int:

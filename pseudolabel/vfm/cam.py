@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from openavs_st.memo import Memo
 from pseudolabel.components import LazyModel, positive_int
 from pseudolabel.vfm.base import (
     Detections,
     Grounder,
-    Memo,
     check_batch_size,
     grounder,
     same_size_batches,

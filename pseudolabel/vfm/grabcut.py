@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from openavs_st.memo import Memo
 from pseudolabel.components import positive_int
 from pseudolabel.vfm.base import (
     BoxMasks,
-    Memo,
     Segmenter,
     check_boxes,
     check_images,
