@@ -37,7 +37,6 @@ import csv
 import math
 import os
 import shutil
-import tempfile
 import threading
 import zipfile
 from collections.abc import Sequence
@@ -316,21 +315,3 @@ def _unzip_model(archive: Path, target: Path) -> Path:
                     shutil.copyfileobj(src, dst)
 
     return build_folder(target, unpack) / "model.onnx"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            members = {Path(info.filename).name: info for info in zipped.infolist() if not info.is_dir()}
-            if "model.onnx" not in members or "model.data" not in members:
-                raise YAMNetError(f"{archive}: expected model.onnx and model.data inside, found {sorted(members)}")
-            for name in ("model.onnx", "model.data"):
-                with zipped.open(members[name]) as src, (tmp / name).open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "model.onnx").is_file():  # another process won the race: keep theirs
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target / "model.onnx"
