@@ -70,6 +70,13 @@ def torch_dtype(dtype: str) -> Any:
     return "auto" if dtype == "auto" else getattr(torch, dtype)
 
 
+def fraction(value: Any, what: str) -> float:
+    """``value`` as a float after checking it is in [0, 1) (``what`` names it in the error)."""
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{what} must be in [0, 1), got {value}")
+    return float(value)
+
+
 def positive_int(value: Any, what: str) -> int:
     """``value`` as an int after checking it is an integer >= 1 (``what`` names it in the error)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -61,7 +61,6 @@ empty and not an earlier export ...), with a message naming the key or path.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -74,6 +73,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from openavs_st.data.synthetic import write_csv
 from pseudolabel.cli import run_entry
 
 MARKER = "PSEUDO_LABELS.json"
@@ -307,11 +307,11 @@ class LayoutWriter:
     def finish(self, label2idx: Path | None) -> None:
         """Write the metadata CSV (and, for AVSS, ``label2idx.json``)."""
         if self.layout == "s4":
-            _write_csv(self.base / "s4_meta_data.csv", ["name", "start", "category", "split"], self.rows)
+            write_csv(self.base / "s4_meta_data.csv", ["name", "start", "category", "split"], self.rows)
         elif self.layout == "ms3":
-            _write_csv(self.base / "ms3_meta_data.csv", ["video_id", "split"], self.rows)
+            write_csv(self.base / "ms3_meta_data.csv", ["video_id", "split"], self.rows)
         else:
-            _write_csv(self.base / "metadata.csv", ["uid", "label", "split", "vid", "a_obj"], self.rows)
+            write_csv(self.base / "metadata.csv", ["uid", "label", "split", "vid", "a_obj"], self.rows)
             target = self.base / "label2idx.json"
             if label2idx is not None:
                 shutil.copyfile(label2idx, target)
@@ -320,14 +320,6 @@ class LayoutWriter:
 
                 names = ["background", *(f"class_{i}" for i in range(1, AVSS_NUM_CLASSES))]
                 target.write_text(json.dumps({n: i for i, n in enumerate(names)}, indent=1) + "\n")
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 # -------------------------------------------------------------------------------------------- export

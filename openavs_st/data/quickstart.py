@@ -48,7 +48,6 @@ it is written into a temporary sibling folder and renamed into place::
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
 import json
@@ -72,7 +71,7 @@ from openavs_st.data.quickstart_scenes import (
     make_scene,
     read_sources,
 )
-from openavs_st.data.synthetic import save_png, save_wav
+from openavs_st.data.synthetic import save_png, save_wav, write_csv
 
 __all__ = [
     "ANIMALS",
@@ -279,8 +278,8 @@ def _write_all(root: Path, params: dict, material: Material) -> list[Path]:
         seconds_rows += _seconds_rows("negatives", scene)
         scenes_lines.append(json.dumps({"dataset": "negatives", **scene.record()}))
     for name, rows in meta_rows.items():
-        _write_csv(root / name / "Single-source" / "s4_meta_data.csv", ["name", "start", "category", "split"], rows)
-    _write_csv(root / "seconds.csv", SECONDS_COLUMNS, seconds_rows)
+        write_csv(root / name / "Single-source" / "s4_meta_data.csv", ["name", "start", "category", "split"], rows)
+    write_csv(root / "seconds.csv", SECONDS_COLUMNS, seconds_rows)
     (root / "scenes.jsonl").write_text("".join(line + "\n" for line in scenes_lines))
     return videos
 
@@ -310,14 +309,6 @@ def _seconds_rows(dataset: str, scene: Scene) -> list[list[object]]:
          s.audio_animal, s.recording, pictured]
         for t, s in enumerate(scene.seconds)
     ]
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 # ------------------------------------------------------------------------------------------- video

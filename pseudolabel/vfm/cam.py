@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from openavs_st.memo import Memo
-from pseudolabel.components import LazyModel, positive_int
+from pseudolabel.components import LazyModel, fraction, positive_int
 from pseudolabel.vfm.base import (
     Detections,
     Grounder,
@@ -255,30 +255,20 @@ class CamGrounder(Grounder):
         dtype: str = "float32",
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        for label, value in (("min_score", min_score), ("min_area", min_area)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{label} must be in [0, 1), got {value}")
         if not 0.0 < map_threshold < 1.0:
             raise ValueError(f"map_threshold must be in (0, 1), got {map_threshold}")
         self.input_size = positive_int(input_size, "input_size")
         self.max_boxes = positive_int(max_boxes, "max_boxes")
         self.batch_size = check_batch_size(batch_size)
-        self.min_score = float(min_score)
+        self.min_score = fraction(min_score, "min_score")
         self.map_threshold = float(map_threshold)
-        self.min_area = float(min_area)
+        self.min_area = fraction(min_area, "min_area")
         self.lazy = efficientnet_lite0_model(checkpoint, config=config, device=device, dtype=dtype)
         self._memo = Memo()  # (image, phrases) -> Detections: repeated frames cost no forward pass
 
     def provenance(self) -> dict[str, Any]:
-        return {
-            "backend": getattr(self, "name", "cam"),
-            **self.lazy.provenance(),
-            "input_size": self.input_size,
-            "min_score": self.min_score,
-            "map_threshold": self.map_threshold,
-            "max_boxes": self.max_boxes,
-            "min_area": self.min_area,
-        }
+        settings = ("input_size", "min_score", "map_threshold", "max_boxes", "min_area")
+        return {**super().provenance(), **self.lazy.provenance(), **{key: getattr(self, key) for key in settings}}
 
     def _input(self, images: list[np.ndarray]) -> Any:
         """``[B, 3, h, w]`` RGB in [0, 1], short side ``input_size`` (area filter when shrinking)."""

@@ -72,14 +72,8 @@ class GrabCutSegmenter(Segmenter):
         self._memo = Memo()  # (image, boxes, maps) -> BoxMasks: GrabCut is deterministic given its seed
 
     def provenance(self) -> dict[str, Any]:
-        return {
-            "backend": getattr(self, "name", "grabcut"),
-            "iterations": self.iterations,
-            "fg": self.fg,
-            "probable_fg": self.probable_fg,
-            "bg": self.bg,
-            "max_side": self.max_side,
-        }
+        settings = ("iterations", "fg", "probable_fg", "bg", "max_side")
+        return {**super().provenance(), **{key: getattr(self, key) for key in settings}}
 
     def segment_boxes(
         self,

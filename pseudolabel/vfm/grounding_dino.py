@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pseudolabel.components import fraction
 from pseudolabel.vfm.base import (
     Detections,
     Grounder,
@@ -105,11 +106,8 @@ class GroundingDinoGrounder(TransformersBackend, Grounder):
         device: str = "cpu",
         dtype: str = "float32",
     ) -> None:
-        for label, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{label} must be in [0, 1), got {value}")
-        self.box_threshold = float(box_threshold)
-        self.text_threshold = float(text_threshold)
+        self.box_threshold = fraction(box_threshold, "box_threshold")
+        self.text_threshold = fraction(text_threshold, "text_threshold")
         self._init_model(model, config, processor, device, dtype, batch_size)
 
     def _repr_fields(self) -> dict[str, Any]:
