@@ -6,7 +6,7 @@ ImageNet classifier (:mod:`backbones.encoders.efficientnet_lite`, the checkpoint
 
 1. **Phrase -> class set** (:func:`phrase_classes`): our own table of families (``dog`` = the 118 dog
    breeds 151-268, ``cat`` = 281-285, ``piano`` = grand piano + upright, ...), matched on the phrase's
-   words; a phrase no family knows is matched against the 1000 ImageNet class names (torchvision
+   words (the labelers' one matching rule, :mod:`pseudolabel.phrase_match`); a phrase no family knows is matched against the 1000 ImageNet class names (torchvision
    ``models/_meta.py`` ``_IMAGENET_CATEGORIES``): a class whose whole name occurs in the phrase, else
    classes whose last word is a word of the phrase (``guitar`` -> acoustic and electric guitar). A
    phrase matching nothing (``unicorn``) gets no box.
@@ -27,8 +27,7 @@ first use.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 
 from openavs_st.memo import Memo
 from pseudolabel.components import LazyModel, fraction, positive_int
+from pseudolabel.phrase_match import PhraseMatcher
 from pseudolabel.vfm.base import (
     Detections,
     Grounder,
@@ -84,39 +84,12 @@ FAMILIES: dict[str, tuple[tuple[str, ...], Sequence[int | str]]] = {
     "lawn mower": (("lawn mower", "lawnmower", "mower"), ["lawn mower"]),
     "elephant": (("elephant",), ["tusker", "Indian elephant", "African elephant"]),
 }
-# Words that carry no object: never matched against class names.
-STOPWORDS = frozenset(
-    "a an the of and or with in on at to from for by is are be being someone something some its their his her "
-    "sound sounds noise noises voice music playing play plays making make makes".split()
-)
-
 # Defaults (our choices, tuned on the GCompris farm photographs: see tests/test_cam.py).
 INPUT_SIZE = 224  # EfficientNet-Lite0's training resolution (efficientnet_lite_params)
 MIN_SCORE = 0.01  # class-set probability below which a phrase gets no box
 MAP_THRESHOLD = 0.3  # fraction of the map's peak that makes up a box
 MAX_BOXES = 3
 MIN_AREA = 0.002  # box components smaller than this fraction of the image are dropped
-
-
-def _words(text: str) -> list[str]:
-    return [_singular(word) for word in re.findall(r"[a-z0-9]+", text.lower())]
-
-
-def _singular(word: str) -> str:
-    """A crude English singular (dogs -> dog, puppies -> puppy, boxes -> box); short words kept."""
-    if len(word) <= 3 or word.endswith("ss"):
-        return word
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("ches", "shes", "xes", "ses")):
-        return word[:-2]
-    return word[:-1] if word.endswith("s") else word
-
-
-def _contains(words: Sequence[str], part: Sequence[str]) -> bool:
-    """Whether ``part`` occurs as a contiguous run of ``words``."""
-    n = len(part)
-    return n > 0 and any(list(words[i : i + n]) == list(part) for i in range(len(words) - n + 1))
 
 
 @lru_cache(maxsize=1)
@@ -128,38 +101,14 @@ def imagenet_names() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def _name_words() -> tuple[list[str], ...]:
-    return tuple(_words(name) for name in imagenet_names())
-
-
-def _indices(classes: Iterable[int | str]) -> list[int]:
-    names = imagenet_names()
-    out = []
-    for item in classes:
-        if isinstance(item, str):
-            if item not in names:
-                raise KeyError(f"cam family table: {item!r} is not an ImageNet class name")
-            out.append(names.index(item))
-        else:
-            out.append(int(item))
-    return out
+def imagenet_matcher() -> PhraseMatcher:
+    """The phrase matcher over the ImageNet names with :data:`FAMILIES` (:mod:`pseudolabel.phrase_match`)."""
+    return PhraseMatcher(imagenet_names(), FAMILIES)
 
 
 def phrase_classes(phrase: str) -> list[int]:
     """The ImageNet class indices a phrase stands for (sorted; empty when nothing matches)."""
-    words = _words(phrase)
-    found: set[int] = set()
-    for synonyms, classes in FAMILIES.values():
-        if any(_contains(words, _words(synonym)) for synonym in synonyms):
-            found.update(_indices(classes))
-    if found:
-        return sorted(found)
-    content = [word for word in words if word not in STOPWORDS]
-    names = _name_words()
-    whole = {index for index, name in enumerate(names) if _contains(content, name)}
-    if whole:
-        return sorted(whole)
-    return sorted(index for index, name in enumerate(names) if len(name) > 1 and name[-1] in content)
+    return imagenet_matcher().matches(phrase)
 
 
 # --- the model holder ----------------------------------------------------------------------------

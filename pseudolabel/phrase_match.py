@@ -1,0 +1,147 @@
+"""Phrase -> class names of a closed vocabulary, by words: the one text-matching rule of the labelers.
+
+Used by the ``cam`` grounder (phrases -> ImageNet classes, :mod:`pseudolabel.vfm.cam`) and by the semantic
+pseudo-labels (phrases -> AVSBench-semantic classes, :mod:`pseudolabel.semantic`). A phrase and every class
+name are split into lower-case words with a crude English singular (``dogs`` -> ``dog``); then
+
+1. **families** (synonym lists, ours, per vocabulary): every family with a synonym occurring in the phrase
+   as a run of words gives its classes;
+2. otherwise the classes whose **whole name** occurs in the phrase (stop words such as "sound" or
+   "playing" removed from the phrase first);
+3. otherwise the classes whose **last word** is a word of the phrase (``guitar`` -> acoustic guitar,
+   electric guitar).
+
+:meth:`PhraseMatcher.matches` returns every class of the first rule that matches; :meth:`PhraseMatcher.best`
+picks one: the longest match (in words), ties going to the match that ends last in the phrase (object
+phrases put the object last: "a man playing the guitar" -> guitar).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# Words that carry no object: never matched against class names.
+STOPWORDS = frozenset(
+    "a an the of and or with in on at to from for by is are be being someone something some its their his her "
+    "sound sounds noise noises voice music playing play plays making make makes".split()
+)
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of ``text`` (letters and digits; ``-`` and ``_`` split), each made singular."""
+    return [singular(word) for word in re.findall(r"[a-z0-9]+", text.lower())]
+
+
+def singular(word: str) -> str:
+    """A crude English singular (dogs -> dog, puppies -> puppy, boxes -> box); short words kept."""
+    if len(word) <= 3 or word.endswith("ss"):
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "ses")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") else word
+
+
+def find(haystack: Sequence[str], part: Sequence[str]) -> int:
+    """End position (exclusive) of the last occurrence of ``part`` as a contiguous run of ``haystack``; -1 if
+    it does not occur (or is empty)."""
+    n = len(part)
+    if n == 0:
+        return -1
+    ends = [i + n for i in range(len(haystack) - n + 1) if list(haystack[i : i + n]) == list(part)]
+    return ends[-1] if ends else -1
+
+
+def contains(haystack: Sequence[str], part: Sequence[str]) -> bool:
+    """Whether ``part`` occurs as a contiguous run of ``haystack``."""
+    return find(haystack, part) >= 0
+
+
+@dataclass(frozen=True)
+class Match:
+    """One class a phrase matched: its index, the rule (1 family, 2 whole name, 3 last word), the matched
+    length in words and where the match ends in the phrase."""
+
+    index: int
+    rule: int
+    length: int
+    end: int
+
+
+class PhraseMatcher:
+    """Matches phrases to the classes of one vocabulary (see the module docstring for the rule).
+
+    Args:
+        names: the class names in index order.
+        families: family name -> (synonyms, classes), classes given as indices or as names of ``names``.
+        skip: indices never matched (e.g. the background class).
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        families: Mapping[str, tuple[Sequence[str], Sequence[int | str]]] | None = None,
+        skip: Sequence[int] = (),
+    ) -> None:
+        self.names = tuple(names)
+        self._name_words = tuple(words(name) for name in self.names)
+        self._skip = frozenset(int(i) for i in skip)
+        self._families = [
+            ([words(s) for s in synonyms], self._indices(classes, family))
+            for family, (synonyms, classes) in (families or {}).items()
+        ]
+
+    def _indices(self, classes: Sequence[int | str], family: str) -> list[int]:
+        out = []
+        for item in classes:
+            if isinstance(item, str):
+                if item not in self.names:
+                    raise KeyError(f"family {family!r}: {item!r} is not a class name of this vocabulary")
+                out.append(self.names.index(item))
+            else:
+                out.append(int(item))
+        return out
+
+    def candidates(self, phrase: str) -> list[Match]:
+        """Every class of the first rule that matches ``phrase`` (empty when none does)."""
+        phrase_words = words(phrase)
+        found: dict[int, Match] = {}
+        for synonyms, classes in self._families:
+            hits = [(len(s), find(phrase_words, s)) for s in synonyms]
+            hits = [(length, end) for length, end in hits if end >= 0]
+            if hits:
+                length, end = max(hits)
+                for index in classes:
+                    old = found.get(index)
+                    if old is None or (length, end) > (old.length, old.end):
+                        found[index] = Match(index, 1, length, end)
+        if not found:
+            content = [word for word in phrase_words if word not in STOPWORDS]
+            for index, name in enumerate(self._name_words):
+                end = find(content, name)
+                if end >= 0:
+                    found[index] = Match(index, 2, len(name), end)
+            if not found:
+                for index, name in enumerate(self._name_words):
+                    if len(name) > 1 and name[-1] in content:
+                        found[index] = Match(index, 3, 1, max(i for i, w in enumerate(content) if w == name[-1]) + 1)
+        return sorted((m for m in found.values() if m.index not in self._skip), key=lambda m: m.index)
+
+    def matches(self, phrase: str) -> list[int]:
+        """Indices of every class of the first rule that matches ``phrase``, ascending."""
+        return [m.index for m in self.candidates(phrase)]
+
+    def best(self, phrase: str) -> int | None:
+        """The one class ``phrase`` names best: a class named exactly by the phrase, else the longest match,
+        ties to the one ending last in the phrase, then the lowest index; None when nothing matches."""
+        exact = words(phrase)
+        for index, name in enumerate(self._name_words):
+            if name == exact and index not in self._skip:
+                return index
+        found = self.candidates(phrase)
+        if not found:
+            return None
+        return max(found, key=lambda m: (m.length, m.end, -m.index)).index
