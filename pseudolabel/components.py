@@ -12,6 +12,7 @@ role (config group)     interface                                     built-in b
 ``grounder``            :class:`BoxGrounder`: phrases -> boxes        :mod:`pseudolabel.vfm`
 ``segmenter``           :class:`BoxSegmenter`: boxes -> masks         :mod:`pseudolabel.vfm`
 ``video_segmenter``     :class:`VideoSegmenter`: prompts -> masklets  :mod:`pseudolabel.vfm`
+``gate``                :class:`SoundGate`: which category sounds     :mod:`pseudolabel.gating`
 ======================  ============================================  ===================================
 
 Adding a component is one Python file and one yaml: decorate the class with its role's ``register``
@@ -415,6 +416,18 @@ class VideoSegmenter(Protocol):
     def propagate(self, frames: np.ndarray, prompts: Sequence[tuple[int, np.ndarray]]) -> list[np.ndarray]: ...
 
 
+@runtime_checkable
+class SoundGate(Protocol):
+    """``gate``: per second of a clip's audio and per object category, whether the category sounds
+    (``GateDecision``: ``sounding [T, C]``, scores, ``apply`` to empty masks where it does not)."""
+
+    def load(self) -> None: ...
+
+    def provenance(self) -> dict[str, Any]: ...
+
+    def decide(self, wave: np.ndarray, sample_rate: int, num_frames: int, categories: Sequence[str]) -> Any: ...
+
+
 # --- roles and their registries -------------------------------------------------------------------
 
 
@@ -435,6 +448,7 @@ LLM: Registry[Any] = Registry("LLM translator", builtin=("pseudolabel.llm",))
 GROUNDER: Registry[Any] = Registry("grounder", builtin=("pseudolabel.vfm",))
 SEGMENTER: Registry[Any] = Registry("segmenter", builtin=("pseudolabel.vfm",))
 VIDEO_SEGMENTER: Registry[Any] = Registry("video segmenter", builtin=("pseudolabel.vfm",))
+GATE: Registry[Any] = Registry("sound gate", builtin=("pseudolabel.gating",))
 
 ROLES: dict[str, Role] = {
     role.key: role
@@ -445,6 +459,7 @@ ROLES: dict[str, Role] = {
         Role("grounder", "grounders: phrases -> boxes", BoxGrounder, GROUNDER),
         Role("segmenter", "segmenters: boxes -> masks", BoxSegmenter, SEGMENTER),
         Role("video_segmenter", "video segmenters: prompts -> masks over a clip", VideoSegmenter, VIDEO_SEGMENTER),
+        Role("gate", "sound gates: which category sounds in each second", SoundGate, GATE),
     )
 }
 

@@ -90,6 +90,34 @@ def check_template(template: str) -> str:
     return template
 
 
+def text_embeddings(lazy: LazyModel, texts: Sequence[str]) -> Any:
+    """L2-normalised CLAP text embeddings ``[len(texts), D]`` (torch, on the model's device), ``TEXT_BATCH``
+    texts per text-encoder call; also used by the ``energy_clap`` gate (:mod:`pseudolabel.gating`)."""
+    import torch
+
+    loaded = lazy.get()
+    texts = list(texts)
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), TEXT_BATCH):
+            tokens = loaded.processor.tokenizer(
+                texts[start : start + TEXT_BATCH], padding=True, truncation=True, return_tensors="pt"
+            ).to(loaded.model.device)
+            chunks.append(loaded.model.get_text_features(**tokens).pooler_output)
+    return torch.cat(chunks, dim=0)
+
+
+def audio_embeddings(lazy: LazyModel, waves: Sequence[np.ndarray]) -> Any:
+    """L2-normalised CLAP audio embeddings ``[len(waves), D]`` (torch) of waves at the feature extractor's
+    rate (resample first); also used by the ``energy_clap`` gate."""
+    import torch
+
+    extractor = lazy.processor.feature_extractor
+    features = extractor(list(waves), sampling_rate=extractor.sampling_rate, return_tensors="pt")
+    with torch.inference_mode():
+        return lazy.model.get_audio_features(**lazy.to_device(features)).pooler_output
+
+
 @register("clap")
 class ClapAudioTagger(AudioTagger):
     """Zero-shot CLAP tags: the vocabulary names whose text embeddings best match each segment.
@@ -152,29 +180,14 @@ class ClapAudioTagger(AudioTagger):
     def text_embeddings(self, template: str) -> Any:
         """L2-normalised text embeddings ``[len(labels), D]`` (torch, on the model's device) of every
         vocabulary name in ``template``; computed once per template."""
-        import torch
-
         template = check_template(template)
         if template not in self._text_cache:
-            loaded = self.lazy.get()
-            texts = [template.replace("{}", label) for label in self._labels]
-            chunks = []
-            with torch.inference_mode():
-                for start in range(0, len(texts), TEXT_BATCH):
-                    tokens = loaded.processor.tokenizer(
-                        texts[start : start + TEXT_BATCH], padding=True, truncation=True, return_tensors="pt"
-                    ).to(loaded.model.device)
-                    chunks.append(loaded.model.get_text_features(**tokens).pooler_output)
-            self._text_cache[template] = torch.cat(chunks, dim=0)
+            self._text_cache[template] = text_embeddings(self.lazy, [template.replace("{}", label) for label in self._labels])
         return self._text_cache[template]
 
     def audio_embeddings(self, waves: list[np.ndarray]) -> Any:
         """L2-normalised audio embeddings ``[len(waves), D]`` (torch) of waves at :attr:`sample_rate`."""
-        import torch
-
-        features = self.lazy.processor.feature_extractor(waves, sampling_rate=self.sample_rate, return_tensors="pt")
-        with torch.inference_mode():
-            return self.lazy.model.get_audio_features(**self.lazy.to_device(features)).pooler_output
+        return audio_embeddings(self.lazy, waves)
 
     def _scores(self, waves: list[np.ndarray], prompt: str | None) -> np.ndarray:
         import torch
