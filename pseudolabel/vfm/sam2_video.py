@@ -1,0 +1,183 @@
+"""The ``sam2_video`` video segmenter: SAM 2 / 2.1's video predictor through transformers.
+
+``Sam2VideoModel`` + ``Sam2VideoProcessor`` from a Hub id or local directory (default
+``facebook/sam2.1-hiera-large``; ``facebook/sam2.1-hiera-{tiny,small,base-plus}`` also work: the same
+checkpoints the ``sam2`` image segmenter loads with ``Sam2Model``, which reads their image part).
+The clip's frames stay in memory (``Sam2VideoProcessor.init_video_session(video=frames)``, no JPEG
+folder).
+
+Per prompt frame, following AL-Ref-SAM2's ``avs/*/sam2.py`` (appletea233/AL-Ref-SAM2):
+
+1. the box prompt on that frame gives the object's mask the way the image predictor does
+   (the video model's first, memory-free pass on a prompted frame is SAM 2's image path: its mask
+   equals ``Sam2Model``'s for the same weights and box; the tests check it);
+2. ``prompt="mask"`` (default, AL-Ref-SAM2's ``add_new_mask``): that mask becomes the object's mask
+   prompt, which SAM 2 takes as the frame's output; ``prompt="box"``: the box stays the prompt (the
+   Grounded-SAM-2 tracking demos' ``"box"`` mode);
+3. propagation forward from the frame to the end, then in reverse to frame 0
+   (``propagate_in_video_iterator``); mask logits resized to the frame size and thresholded at 0.
+
+Objects prompted on the same frame share one tracking session; each prompt frame starts its own.
+torch and transformers are imported on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pseudolabel.components import LazyModel, transformers_loader
+from pseudolabel.tiny_models import deep_merge
+from pseudolabel.vfm.video import VideoSegmenter, group_by_frame, video_segmenter
+
+DEFAULT_MODEL = "facebook/sam2.1-hiera-large"
+PROMPTS = ("mask", "box")
+MASK_THRESHOLD = 0.0  # sam2/sam2_video_predictor.py: video_res_masks > 0.0
+
+# A tiny random Sam2VideoConfig (~1M parameters, 128 px). The memory attention's cross-attention reads
+# 64-channel memories (a fixed kv_in_dim in transformers), and object pointers are split into
+# memory-sized tokens, so the prompt / mask-decoder / FPN width must be a multiple of 64 above it.
+TINY_SAM2_VIDEO: dict[str, Any] = {
+    "image_size": 128,
+    "vision_config": {
+        "backbone_config": {
+            "model_type": "sam2_hiera_det_model",
+            "hidden_size": 8,
+            "embed_dim_per_stage": [8, 16, 32, 64],
+            "blocks_per_stage": [1, 1, 2, 1],
+            "num_attention_heads_per_stage": [1, 1, 1, 1],
+            "global_attention_blocks": [3],
+            "image_size": [128, 128],
+            "window_size_per_stage": [4, 4, 4, 4],
+            "window_positional_embedding_background_size": [2, 2],
+        },
+        "backbone_channel_list": [64, 32, 16, 8],
+        "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
+        "fpn_hidden_size": 128,
+    },
+    "prompt_encoder_config": {"hidden_size": 128, "image_size": 128},
+    "mask_decoder_config": {"hidden_size": 128, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+    "memory_attention_hidden_size": 128,
+    "memory_attention_num_layers": 1,
+    "memory_attention_feed_forward_hidden_size": 64,
+    "memory_attention_rope_feat_sizes": [8, 8],
+    "memory_encoder_hidden_size": 128,
+    "memory_encoder_output_channels": 64,
+    "mask_downsampler_embed_dim": 128,
+    "memory_fuser_embed_dim": 128,
+    "memory_fuser_intermediate_dim": 64,
+    "num_maskmem": 3,
+    "max_object_pointers_in_encoder": 4,
+}
+
+
+def sam2_video_processor(image_size: int) -> Any:
+    """A ``Sam2VideoProcessor`` for ``image_size`` square inputs, made offline."""
+    import transformers
+
+    size = {"height": int(image_size), "width": int(image_size)}
+    return transformers.Sam2VideoProcessor(
+        image_processor=transformers.Sam2ImageProcessor(size=size),
+        video_processor=transformers.Sam2VideoVideoProcessor(size=size),
+    )
+
+
+def build_tiny_sam2_video(config: Any) -> tuple[Any, Any]:
+    """A random ``Sam2VideoModel`` and its processor from :data:`TINY_SAM2_VIDEO` updated with ``config``
+    (a mapping), or from a ``Sam2VideoConfig``."""
+    import transformers
+
+    if isinstance(config, Mapping):
+        config = transformers.Sam2VideoConfig(**deep_merge(TINY_SAM2_VIDEO, config))
+    return sam2_video_processor(config.image_size), transformers.Sam2VideoModel(config)
+
+
+@video_segmenter.register("sam2_video")
+class Sam2VideoSegmenter(VideoSegmenter):
+    """SAM 2 video predictor (transformers ``Sam2VideoModel``): a box on one frame -> masks over the clip.
+
+    Args:
+        model: Hub id or local directory (default ``facebook/sam2.1-hiera-large``).
+        prompt: ``mask`` (the box's mask on its frame is the prompt, as AL-Ref-SAM2) or ``box``.
+        device: torch device.
+        dtype: ``float32``, ``float16`` or ``bfloat16``.
+        config: random weights instead: a mapping of overrides of :data:`TINY_SAM2_VIDEO` (``{}``: tiny
+            defaults) or a ``Sam2VideoConfig`` (tests, offline).
+        seed: seed of the random initialisation (``config`` only).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        prompt: str = "mask",
+        device: str = "cpu",
+        dtype: str = "float32",
+        config: Any = None,
+        seed: int = 0,
+    ) -> None:
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+        if model is None and config is None:
+            model = DEFAULT_MODEL
+        self.prompt = prompt
+        self.lazy = LazyModel(
+            "Sam2VideoModel",
+            model,
+            config=config,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            load_pretrained=transformers_loader("Sam2VideoModel", "Sam2VideoProcessor"),
+            build_random=build_tiny_sam2_video,
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        return {"backend": "sam2_video", "prompt": self.prompt, **self.lazy.provenance()}
+
+    def _masks(self, processor: Any, pred_masks: Any, session: Any) -> np.ndarray:
+        """``[objects, H, W]`` bool masks at the frame size from ``[objects, 1, h, w]`` logits."""
+        (masks,) = processor.post_process_masks(
+            [pred_masks.float().cpu()],
+            original_sizes=[[session.video_height, session.video_width]],
+            mask_threshold=MASK_THRESHOLD,
+            binarize=True,
+        )
+        return masks[:, 0].numpy().astype(bool)
+
+    def _propagate(self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        import torch
+
+        loaded = self.lazy.get()
+        network, processor = loaded.model, loaded.processor
+        results: list[np.ndarray | None] = [None] * len(prompts)
+        with torch.inference_mode():
+            session = processor.init_video_session(video=list(frames), inference_device=network.device, dtype=network.dtype)
+        for frame, indices in group_by_frame(prompts).items():
+            obj_ids = list(range(1, len(indices) + 1))
+            boxes = [[prompts[i][1].tolist() for i in indices]]
+            masks = np.zeros((len(indices), *frames.shape[:3]), dtype=bool)
+            with torch.inference_mode():
+                # (the session keeps the id list it is given and empties it: pass copies)
+                session.reset_tracking_data()  # the processed frames and their cached features stay
+                processor.add_inputs_to_inference_session(
+                    inference_session=session, frame_idx=frame, obj_ids=list(obj_ids), input_boxes=boxes
+                )
+                if self.prompt == "mask":
+                    # The box's mask on its frame (SAM 2's image path), then that mask as the prompt.
+                    first = network(inference_session=session, frame_idx=frame, run_mem_encoder=False)
+                    pivot = self._masks(processor, first.pred_masks, session)
+                    session.reset_tracking_data()
+                    processor.add_inputs_to_inference_session(
+                        inference_session=session, frame_idx=frame, obj_ids=list(obj_ids), input_masks=list(pivot)
+                    )
+                for reverse in (False, True):
+                    for output in network.propagate_in_video_iterator(session, start_frame_idx=frame, reverse=reverse):
+                        masks[:, output.frame_idx] = self._masks(processor, output.pred_masks, session)
+                if self.prompt == "mask":
+                    masks[:, frame] = pivot  # a mask prompt is the frame's output (SAM 2's _use_mask_as_output)
+            for row, index in enumerate(indices):
+                results[index] = masks[row]
+        return [mask for mask in results if mask is not None]
