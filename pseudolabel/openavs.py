@@ -41,7 +41,8 @@ from openavs_st.data.audio import is_silent
 from pseudolabel import alm as alm_pkg
 from pseudolabel import llm as llm_pkg
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
-from pseudolabel.runner import ClipWork
+from pseudolabel.runner import ClipWork, Labels
+from pseudolabel.semantic import ClassMapper
 
 MODES = ("openavs", "clip_label")
 
@@ -63,6 +64,9 @@ class Described(ClipWork):
     phrases: list[list[str]] | None = None  # per valid frame, once known
     translation: Any = None  # llm TranslationRecord
     silent: list[bool] = field(default_factory=list)  # per valid frame: its second of audio is digital silence
+    phrase_classes: dict[str, int] = field(default_factory=dict)  # clip_label + semantic: phrase -> its class id
+    gate: Any = None  # the gate's GateDecision (labeler.gate), once applied
+    gated: list[list[str]] = field(default_factory=list)  # per valid frame: the phrases the gate dropped
 
     def is_silent(self, i: int) -> bool:
         return bool(self.silent) and self.silent[i]
@@ -94,6 +98,11 @@ class OpenAVSLabeler:
         mode: ``openavs`` or ``clip_label`` (class names as the phrases; no ALM, VLM or LLM).
         class_prompts: ``clip_label``: class name -> phrase (or list of phrases); other names are used
             with ``_`` replaced by a space.
+        semantic: ``avss`` or a ``label2idx.json`` path: also write a class-index map per frame, each box's
+            phrase (``clip_label``: the clip's class name) mapped to a class (:mod:`pseudolabel.semantic`).
+        gate: optional silent-second gate (:mod:`pseudolabel.gating`): before grounding, each frame keeps
+            only the phrases whose category sounds in its second (the clip's phrases are the categories);
+            no phrase left gives an empty mask. The decision goes in the record's ``gate``.
     """
 
     def __init__(
@@ -107,6 +116,8 @@ class OpenAVSLabeler:
         segmenter: Any,
         mode: str = "openavs",
         class_prompts: Mapping[str, Any] | None = None,
+        semantic: str | None = None,
+        gate: Any = None,
     ) -> None:
         if mode not in MODES:
             raise LabelerConfigError(f"labeler.mode must be one of {MODES}, got {mode!r}")
@@ -123,6 +134,11 @@ class OpenAVSLabeler:
         self.grounder = grounder
         self.segmenter = segmenter
         self.class_prompts = dict(class_prompts or {})
+        try:
+            self.mapper = ClassMapper(semantic) if semantic else None
+        except ValueError as exc:
+            raise LabelerConfigError(str(exc)) from None
+        self.gate = gate
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> OpenAVSLabeler:
@@ -149,13 +165,22 @@ class OpenAVSLabeler:
             segmenter=build("segmenter", cfg["segmenter"], "labeler.segmenter"),
             mode=mode,
             class_prompts=cfg.get("class_prompts"),
+            semantic=cfg.get("semantic"),
+            gate=build("gate", cfg["gate"], "labeler.gate") if cfg.get("gate") else None,
         )
 
     # -- setup
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes of the class-index maps (index order, 0 = background); None without ``semantic``."""
+        return None if self.mapper is None else list(self.mapper.names)
+
     def components(self) -> list[Any]:
         """Every component of the labeler."""
-        return [c for c in [*self.alms, self.vlm, self.translator, self.grounder, self.segmenter] if c is not None]
+        return [
+            c for c in [*self.alms, self.vlm, self.translator, self.grounder, self.segmenter, self.gate] if c is not None
+        ]
 
     def load_models(self) -> None:
         """Load every model now (normally they load on first use). The LLM translator loads on the first
@@ -171,6 +196,8 @@ class OpenAVSLabeler:
             "llm": None if self.translator is None else repr(self.translator),
             "grounder": repr(self.grounder),
             "segmenter": repr(self.segmenter),
+            "gate": None if self.gate is None else self.gate.provenance(),
+            "semantic": None if self.mapper is None else self.mapper.describe(),
         }
 
     # -- stage 1: load + describe
@@ -184,9 +211,16 @@ class OpenAVSLabeler:
         if not valid:
             raise ValueError(f"clip {clip_id!r} has no valid frame")
         if self.mode == "clip_label":
-            phrases = self.class_phrases(source.class_names(clip))
+            names = source.class_names(clip)
+            phrases = self.class_phrases(names)
             empty: list[list[str]] = [[] for _ in valid]
-            return Described(clip, len(valid), timings, False, None, valid, empty, list(empty), [list(phrases)] * len(valid))
+            described = Described(clip, len(valid), timings, False, None, valid, empty, list(empty),
+                                  [list(phrases)] * len(valid))
+            if self.mapper is not None:  # a phrase's class is the class name it stands for
+                described.phrase_classes = {
+                    phrase: self.mapper.class_id(name) for name in names for phrase in self.class_phrases([name])
+                }
+            return described
         if clip.waveform is None:
             raise ValueError(f"clip {clip_id!r} has no waveform to describe (read it with audio='wav')")
         segments = alm_pkg.split_seconds(clip.waveform, clip.sample_rate, clip.num_frames)
@@ -246,8 +280,13 @@ class OpenAVSLabeler:
 
     # -- stage 3: ground + segment (a batch of clips)
 
-    def finish(self, items: Sequence[Described]) -> list[tuple[np.ndarray, dict[str, Any]]]:
-        """Masks ``[T, H, W]`` bool and the manifest record of each described, translated clip."""
+    def finish(self, items: Sequence[Described]) -> list[Labels]:
+        """Masks ``[T, H, W]`` bool, the manifest record and (``semantic``) the class-index maps of each
+        described, translated clip."""
+        if self.gate is not None:
+            for item in items:
+                if item.gate is None:
+                    self.apply_gate(item)
         images = [item.clip.frames[t] for item in items for t in item.valid]
         phrases = [p for item in items for p in item.phrases]
         total = max(1, len(images))
@@ -267,6 +306,7 @@ class OpenAVSLabeler:
         for item in items:
             clip = item.clip
             masks = np.zeros(clip.frames.shape[:3], dtype=bool)
+            classes = None if self.mapper is None else np.zeros(clip.frames.shape[:3], dtype=np.uint8)
             info: list[dict[str, Any]] = []
             status = item.spread(item.translation.frame_status, None) if item.translation is not None else None
             valid_index = {t: i for i, t in enumerate(item.valid)}
@@ -289,6 +329,12 @@ class OpenAVSLabeler:
                     "mask_scores": np.round(bm.scores.astype(np.float64), 4).tolist(),
                     "mask_area": float(masks[t].mean()),
                 }
+                if classes is not None:
+                    ids = [item.phrase_classes.get(label, self.mapper.class_id(label)) for label in det.labels]
+                    classes[t] = self.mapper.paint(bm.masks, ids, det.scores)
+                    frame["box_classes"] = ids
+                if item.gate is not None:
+                    frame["gated_phrases"] = item.gated[i]
                 if item.is_silent(i):
                     frame["audio"] = "silent"
                 elif status is not None:
@@ -298,8 +344,22 @@ class OpenAVSLabeler:
             item.timings["ground_s"] = ground_s * share
             item.timings["segment_s"] = segment_s * share
             offset += len(item.valid)
-            results.append((masks, self.record(item, info)))
+            results.append(Labels(masks, self.record(item, info), classes))
         return results
+
+    def apply_gate(self, item: Described) -> None:
+        """Keep in each valid frame only the phrases whose category sounds in its second (``labeler.gate``);
+        the categories are the clip's distinct phrases. Dropped phrases go to ``item.gated``."""
+        clip = item.clip
+        if clip.waveform is None:
+            raise ValueError(f"clip {clip.id!r} has no waveform for labeler.gate (read it with audio='wav')")
+        categories = list(dict.fromkeys(p for frame in item.phrases for p in frame))
+        start = time.perf_counter()
+        item.gate = self.gate.decide(clip.waveform, clip.sample_rate, clip.num_frames, categories)
+        item.timings["gate_s"] = time.perf_counter() - start
+        kept = [[p for p in frame if item.gate.sounds(t, p)] for t, frame in zip(item.valid, item.phrases)]
+        item.gated = [[p for p in frame if p not in keep] for frame, keep in zip(item.phrases, kept)]
+        item.phrases = kept
 
     def record(self, item: Described, frames_info: list[dict[str, Any]]) -> dict[str, Any]:
         """The manifest record of a labeled clip (the store adds paths, status, mask areas, meta)."""
@@ -310,6 +370,8 @@ class OpenAVSLabeler:
         }
         if item.translation is not None:
             rec["llm"] = llm_summary(item.translation)
+        if item.gate is not None:
+            rec["gate"] = item.gate.to_dict()
         return rec
 
 
