@@ -11,6 +11,7 @@ Importing this package imports neither openai nor transformers.
 """
 
 from pseudolabel.llm.base import (
+    ChatReply,
     ChatTranslator,
     Completion,
     PassthroughTranslator,
@@ -40,6 +41,7 @@ __all__ = [
     "NOTHING_SOUNDS",
     "PROMPTS_DIR",
     "STRATEGIES",
+    "ChatReply",
     "ChatTranslator",
     "ClipDescriptions",
     "Completion",

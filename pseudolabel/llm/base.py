@@ -147,6 +147,52 @@ class Completion:
 CompleteFn = Callable[[Messages], Awaitable[Completion]]
 
 
+@dataclass(frozen=True)
+class ChatReply:
+    """The answer to one free-form chat request (:meth:`TranslationSession.chat`).
+
+    Attributes:
+        text: the answer.
+        prompt_tokens, completion_tokens: token usage (a cached answer's stored usage).
+        cache_hit: served from the disk cache (nothing was sent).
+        latency_s: seconds the request took (0 for a cache hit).
+        cost_usd: what this request cost (0 for a cache hit); None when the model has no price entry.
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cache_hit: bool
+    latency_s: float
+    cost_usd: float | None
+
+
+def has_images(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any message carries a non-text content part (an image)."""
+    return any(
+        isinstance(m.get("content"), list) and any(p.get("type") != "text" for p in m["content"]) for m in messages
+    )
+
+
+def without_image_data(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with each ``image_url`` data URL replaced by the SHA-256 of its text (what a cache
+    entry records of a request: the image itself is in the cache key, not in the file)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                url = (part.get("image_url") or {}).get("url") if part.get("type") == "image_url" else None
+                if isinstance(url, str) and url.startswith("data:"):
+                    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()
+                    part = {**part, "image_url": {**part["image_url"], "url": f"sha256:{digest}"}}
+                parts.append(part)
+            message = {**message, "content": parts}
+        out.append(dict(message))
+    return out
+
+
 def _check_clips(clips: Sequence[ClipDescriptions]) -> None:
     for index, clip in enumerate(clips):
         if not isinstance(clip, ClipDescriptions):
@@ -216,6 +262,35 @@ class TranslationSession:
         _check_clips([clip])
         self._check_open()
         return await self.translator._translate_clip(clip, self._state)
+
+    async def chat(self, messages: list[dict[str, Any]], *, cache_if: Callable[[str], bool] | None = None) -> ChatReply:
+        """One chat request of any layout (e.g. a text part and an image part, AL-Ref-SAM2's frame strip)
+        through this session: the translator's disk cache, concurrency limit, retries and prices, no
+        strategy parsing. A fresh non-empty answer is cached when ``cache_if(text)`` is true (default:
+        always), so an answer the caller cannot use is asked again next run."""
+        self._check_open()
+        translator = self.translator
+        if not isinstance(translator, ChatTranslator):
+            raise TypeError(f"{type(translator).__name__} is not a chat LLM; chat() needs the openai or hf backend")
+        if has_images(messages) and not translator.takes_images:
+            raise TranslationError(
+                f"the {translator.name} translator takes text only and this request carries an image; use an "
+                "endpoint with image input (llm=openai with a vision model) or a local VLM (labeler/vlm=...)"
+            )
+        outcome = await translator._request(messages, self._state)
+        text = outcome.completion.text
+        translator._remember(outcome, usable=cache_if(text) if cache_if is not None else True)
+        completion = outcome.completion
+        return ChatReply(
+            text=text,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cache_hit=outcome.cache_hit,
+            latency_s=outcome.latency_s,
+            cost_usd=0.0 if outcome.cache_hit else translator.cost_usd(
+                completion.prompt_tokens, completion.completion_tokens
+            ),
+        )
 
     async def translate_many(
         self, clips: Sequence[ClipDescriptions], *, return_exceptions: bool = False
@@ -390,6 +465,8 @@ class ChatTranslator(Translator):
             the frame is malformed and falls back.
     """
 
+    takes_images: ClassVar[bool] = False  # the backend sends image content parts (TranslationSession.chat)
+
     def __init__(
         self,
         *,
@@ -476,7 +553,7 @@ class ChatTranslator(Translator):
             latency = time.perf_counter() - start
         request = {
             "model": self.model,
-            "messages": messages,
+            "messages": without_image_data(messages),
             "temperature": self.temperature,
             "seed": self.seed,
             "max_tokens": self.max_tokens,

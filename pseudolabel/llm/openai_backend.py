@@ -92,6 +92,8 @@ class OpenAITranslator(ChatTranslator):
             model_scope, temperature, seed, max_tokens, cache_dir, concurrency, max_phrase_words).
     """
 
+    takes_images = True  # image_url content parts (base64 data URLs) go to the endpoint as they are
+
     def __init__(
         self,
         model: str = "gpt-4o-mini",
