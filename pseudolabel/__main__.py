@@ -119,7 +119,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
         summarize,
     )
     from pseudolabel.components import ComponentConfigError, ComponentLoadError
-    from pseudolabel.openavs import OpenAVSLabeler
+    from pseudolabel.labelers import build_labeler
     from pseudolabel.runner import run_labeler
 
     cfg = resolved(cfg_node)
@@ -131,7 +131,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     try:
-        labeler = OpenAVSLabeler.from_config(labeler_cfg)
+        labeler = build_labeler(labeler_cfg)
     except ComponentConfigError as exc:
         raise CLIError(f"labeler config: {exc}") from None
     # The config hash identifies the labeling settings (not where the clips come from or go to).

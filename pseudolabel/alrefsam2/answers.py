@@ -1,0 +1,200 @@
+"""AL-Ref-SAM2's two questions to the multimodal LLM and the parsing of their answers.
+
+1. **Reference unification + pivot frame** (one request per clip): the frame strip and the audio tags;
+   the answer names the sounding objects with the frame where each is clearest, ``['dog': 3]`` or
+   ``['dog': 3, 'man': 1]``. :func:`parse_references` reads it as ``{category: frame}``:
+
+   - every ``name: number`` pair counts, the name quoted (``'dog'``, ``"dog"``, so a JSON object
+     ``{"dog": 3}`` too) or a bare single word (``dog: 3``); the name is lower-cased and cut at its first ``,`` or ``;`` (as the
+     original parser does, appletea233/AL-Ref-SAM2 ``avs/s4/gpt_cot_inference_stage_1.py``);
+   - a frame outside ``1..num_frames`` is clamped into it; a name repeated keeps its first frame;
+   - quoted names without any frame (``['dog']``) get frame 1; a name outside a closed category list is
+     kept (the prompt asks for list names "wherever one fits");
+   - anything else (``[]``, ``none``, prose, an empty answer) gives no category: empty masks.
+
+   Every deviation is written to ``notes``.
+2. **Pivot box** (one request per category with two or more candidate boxes): the strip with the numbered
+   boxes on the pivot frame; :func:`parse_box_choice` takes the first integer inside the first ``[...]``,
+   and box 1 (the grounder's best) when there is none or it is not a box id (the original's default).
+
+The prompt texts are ``pseudolabel/llm/prompts/alrefsam2_reference.txt`` and ``alrefsam2_box.txt``
+(``$name`` placeholders, :class:`string.Template`), our wording of the structure of the paper's figures.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pseudolabel.alrefsam2.strip import BOX_COLOURS, grid
+from pseudolabel.llm.strategies import PROMPTS_DIR, load_prompt
+
+REFERENCE_PROMPT = PROMPTS_DIR / "alrefsam2_reference.txt"
+BOX_PROMPT = PROMPTS_DIR / "alrefsam2_box.txt"
+
+
+def fill(template: str, where: str | Path, **values: object) -> str:
+    """``template`` with its ``$name`` placeholders filled; a missing value names the file and placeholder."""
+    try:
+        return string.Template(template).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as exc:
+        raise ValueError(f"prompt file {where}: no value for the placeholder ${exc.args[0]}") from None
+
+
+def _rows(num_frames: int) -> str:
+    rows, columns = grid(num_frames)
+    return "" if rows == 1 else f", in two rows of {columns} (left to right, then the second row)"
+
+
+def reference_prompt(
+    template: str,
+    *,
+    num_frames: int,
+    tags: Sequence[str],
+    categories: Sequence[str] | None,
+    several: bool,
+    where: str | Path = REFERENCE_PROMPT,
+) -> str:
+    """The text of the reference question (the strip goes with it as an image)."""
+    if categories:
+        rule = " Choose each category from this list wherever one fits: " + ", ".join(f"'{c}'" for c in categories) + "."
+        if "keyboard" in categories:
+            rule += " In this list 'keyboard' means a computer keyboard for typing, not a musical keyboard."
+    else:
+        rule = " Name each with a short common noun of one or two words, such as 'dog' or 'guitar'."
+    return fill(
+        template,
+        where,
+        num_frames=num_frames,
+        rows=_rows(num_frames),
+        tags=", ".join(f"'{t}'" for t in tags) if tags else "(none)",
+        objects="every object that makes a sound in the video" if several else "the one object that makes the sound in the video",
+        category_rule=rule,
+        several=", or ['category1': frame1, 'category2': frame2] for several objects" if several else "",
+    )
+
+
+def normalised_cxcywh(box: np.ndarray, height: int, width: int) -> tuple[float, float, float, float]:
+    """An xyxy pixel box as (centre x, centre y, width, height), fractions of the frame, 3 decimals."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (
+        round((x0 + x1) / 2 / width, 3),
+        round((y0 + y1) / 2 / height, 3),
+        round((x1 - x0) / width, 3),
+        round((y1 - y0) / height, 3),
+    )
+
+
+def box_prompt(
+    template: str,
+    *,
+    num_frames: int,
+    frame: int,
+    category: str,
+    boxes: np.ndarray,
+    frame_hw: tuple[int, int],
+    where: str | Path = BOX_PROMPT,
+) -> str:
+    """The text of the pivot-box question: ``frame`` is the pivot's number (1-based), ``boxes`` the
+    ``[N, 4]`` xyxy candidates in the frame's pixels (N <= 3)."""
+    lines = []
+    for number, box in enumerate(boxes, start=1):
+        cx, cy, w, h = normalised_cxcywh(box, *frame_hw)
+        lines.append(
+            f"box {number} ({BOX_COLOURS[number - 1][0]}): centre ({cx}, {cy}), width {w}, height {h}"
+        )
+    return fill(
+        template,
+        where,
+        num_frames=num_frames,
+        rows=_rows(num_frames),
+        frame=frame,
+        count=len(boxes),
+        category=category,
+        boxes="\n".join(lines),
+    )
+
+
+# --- parsing ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class References:
+    """A parsed reference answer: ``pivots`` maps each category to its pivot frame number (1-based)."""
+
+    pivots: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+_PAIR = re.compile(r"""(?:'([^'\n]*)'|"([^"\n]*)"|([A-Za-z][\w\-]*))\s*:\s*['"]?(-?\d+)""")
+_QUOTED = re.compile(r"""'([^'\n]+)'|"([^"\n]+)\"""")
+
+
+def _clean_name(name: str) -> str:
+    first = re.split(r"[,;]", name.strip())[0]
+    return " ".join(first.strip().strip(".").lower().split())
+
+
+def parse_references(text: str, num_frames: int, categories: Sequence[str] | None = None) -> References:
+    """``{category: pivot frame}`` from the reference answer (rules in the module docstring)."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    out = References()
+    allowed = {c.lower() for c in categories} if categories else None
+    pairs = [(_clean_name(a or b or c), int(n)) for a, b, c, n in _PAIR.findall(text or "")]
+    if not pairs:
+        bracket = re.search(r"\[(.*?)\]", text or "", re.DOTALL)
+        names = [_clean_name(a or b) for a, b in _QUOTED.findall(bracket.group(1))] if bracket else []
+        pairs = [(name, 1) for name in names]
+        if pairs:
+            out.notes.append(f"no frame numbers: frame 1 for {[name for name, _ in pairs]}")
+    for name, frame in pairs:
+        if not name:
+            out.notes.append("an empty category name: skipped")
+            continue
+        if name in out.pivots:
+            out.notes.append(f"{name!r} repeated: kept frame {out.pivots[name]}")
+            continue
+        if not 1 <= frame <= num_frames:
+            clamped = min(max(frame, 1), num_frames)
+            out.notes.append(f"{name!r}: frame {frame} is outside 1..{num_frames}, clamped to {clamped}")
+            frame = clamped
+        if allowed is not None and name not in allowed:
+            out.notes.append(f"{name!r} is not in the category list: kept")
+        out.pivots[name] = frame
+    if not out.pivots:
+        out.notes.append("no category named: empty masks")
+    return out
+
+
+@dataclass
+class BoxChoice:
+    """A parsed pivot-box answer: ``box`` is the chosen candidate's id (1-based)."""
+
+    box: int
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_box_choice(text: str, count: int) -> BoxChoice:
+    """The chosen box id: the first integer inside the first ``[...]`` of the answer; 1 when there is
+    none or it is not in ``1..count``."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    bracket = re.search(r"\[(.*?)\]", text or "", re.DOTALL)
+    number = re.search(r"\d+", bracket.group(1)) if bracket else None
+    if number is None:
+        return BoxChoice(1, ["no [id] in the answer: box 1"])
+    value = int(number.group(0))
+    if not 1 <= value <= count:
+        return BoxChoice(1, [f"box {value} is not one of 1..{count}: box 1"])
+    return BoxChoice(value)
+
+
+def load_template(path: str | Path) -> str:
+    """A prompt template file (UTF-8, not empty)."""
+    return load_prompt(path)

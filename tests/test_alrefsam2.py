@@ -1,0 +1,379 @@
+"""The AL-Ref-SAM2 labeler (``pseudolabel.alrefsam2``): answer parsing, the frame strip, the prompts, and the
+whole labeler end to end on the synthetic fixture with tiny random models saved to local directories and a
+real chat-completions server on 127.0.0.1 that refuses any request without the frame strip as its image.
+
+Random weights give arbitrary boxes and masks, so the store is checked against the grounder and the video
+segmenter run directly with the boxes and pivot frames the record names.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_vision import tiny_grounding_dino
+
+from openavs_st.data.sources import AVSBenchSource
+from openavs_st.data.store import PseudoLabelStore, load_records
+from openavs_st.data.synthetic import write_synthetic
+from pseudolabel import vfm
+from pseudolabel.__main__ import main as label_main
+from pseudolabel.alrefsam2 import (
+    ALRefSAM2Labeler,
+    avsbench_objects,
+    draw_strip,
+    parse_box_choice,
+    parse_references,
+)
+from pseudolabel.alrefsam2.answers import (
+    BOX_PROMPT,
+    REFERENCE_PROMPT,
+    box_prompt,
+    load_template,
+    reference_prompt,
+)
+from pseudolabel.components import VIDEO_SEGMENTER, ComponentConfigError
+from pseudolabel.evaluate import evaluate_store
+from pseudolabel.labelers import build_labeler
+from pseudolabel.runner import run_labeler
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "dog", "cat", "man", "guitar", "circle", "square"]
+TAGS = ["dog", "cat", "man", "Silence"]
+USAGE = (1000, 10)
+STRIP_SIZE = (5 * 40 + 4 * 4, 40)  # five 40 x 40 frames in a row, 4 px apart: (width, height)
+
+
+# --- parsing -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "pivots", "note"),
+    [
+        ("['dog': 3]", {"dog": 3}, None),
+        ("['dog': 2, 'man': 5]", {"dog": 2, "man": 5}, None),
+        ('{"Dog": 4}', {"dog": 4}, None),
+        ("```\n['dog': 3]\n```", {"dog": 3}, None),
+        ("The sounding object is dog: 3", {"dog": 3}, None),
+        ("['man': '2']", {"man": 2}, None),
+        ("['guitar, acoustic guitar': 2]", {"guitar": 2}, None),
+        ("['dog': 9]", {"dog": 5}, "outside 1..5, clamped to 5"),
+        ("['dog': 0]", {"dog": 1}, "clamped to 1"),
+        ("['dog': 2, 'dog': 4]", {"dog": 2}, "repeated: kept frame 2"),
+        ("['dog', 'man']", {"dog": 1, "man": 1}, "no frame numbers"),
+        ("[]", {}, "no category named"),
+        ("I cannot tell which object sounds.", {}, "no category named"),
+        ("", {}, "no category named"),
+    ],
+)
+def test_reference_answers_parse_to_category_and_pivot_frame(answer: str, pivots: dict[str, int], note: str | None) -> None:
+    parsed = parse_references(answer, 5)
+    assert parsed.pivots == pivots
+    if note is None:
+        assert parsed.notes == []
+    else:
+        assert any(note in n for n in parsed.notes), parsed.notes
+
+
+def test_a_reference_outside_the_closed_list_is_kept_with_a_note() -> None:
+    parsed = parse_references("['dog': 1, 'unicorn': 2]", 5, ["dog", "man"])
+    assert parsed.pivots == {"dog": 1, "unicorn": 2}
+    assert parsed.notes == ["'unicorn' is not in the category list: kept"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "box", "noted"),
+    [
+        ("[2]", 2, False),
+        ("I choose [3] because it is larger", 3, False),
+        ("[box 2]", 2, False),
+        ("[1] or maybe [3]", 1, False),
+        ("2", 1, True),  # no brackets: the default
+        ("[5]", 1, True),  # not a box id
+        ("[]", 1, True),
+        ("", 1, True),
+    ],
+)
+def test_box_answers_take_the_first_integer_in_brackets_default_1(answer: str, box: int, noted: bool) -> None:
+    choice = parse_box_choice(answer, 3)
+    assert choice.box == box and bool(choice.notes) == noted
+
+
+# --- strip and prompts --------------------------------------------------------------------------------------
+
+
+def test_strip_tiles_frames_numbers_them_and_draws_boxes_on_the_pivot_only() -> None:
+    frames = np.full((5, 30, 50, 3), 100, np.uint8)
+    strip = draw_strip(frames, gap=2)
+    assert strip.shape == (30, 5 * 50 + 4 * 2, 3)
+    assert (strip[:, 50:52] == 255).all()  # the white gap after frame 1
+    tile = strip[:, 52:102]
+    assert (tile[:12, :12] != 100).any() and (tile[20:, 20:] == 100).all()  # number circle top-left only
+    ten = draw_strip(np.full((10, 30, 50, 3), 100, np.uint8), gap=2, frame_height=60)
+    assert ten.shape == (2 * 60 + 2, 5 * 100 + 4 * 2, 3)  # two rows of five, frames scaled to 60 rows
+    boxed = draw_strip(frames, gap=2, boxes=(2, np.array([[10, 10, 40, 25]], np.float32)))
+    changed = np.argwhere((boxed != strip).any(axis=2))
+    assert len(changed) and changed[:, 1].min() >= 2 * 52 and changed[:, 1].max() < 3 * 52  # inside frame 3
+    assert tuple(boxed[25, 2 * 52 + 25]) == (0, 200, 0)  # box 1 is green (bottom edge)
+
+
+def test_prompts_carry_tags_closed_list_and_normalised_boxes() -> None:
+    text = reference_prompt(
+        load_template(REFERENCE_PROMPT), num_frames=5, tags=["Dog", "Bark"], categories=avsbench_objects(), several=False
+    )
+    assert "'Dog', 'Bark'" in text and "'emergency-car'" in text and "typing" in text and "$" not in text
+    assert "1 to 5" in text and "['category': frame]" in text and "category1" not in text
+    assert len(avsbench_objects()) == 70
+    open_world = reference_prompt(load_template(REFERENCE_PROMPT), num_frames=10, tags=[], categories=None, several=True)
+    assert "two rows of 5" in open_world and "'emergency-car'" not in open_world and "category1" in open_world
+    boxes = box_prompt(
+        load_template(BOX_PROMPT), num_frames=5, frame=3, category="dog",
+        boxes=np.array([[0, 0, 50, 20], [25, 10, 75, 40]], np.float32), frame_hw=(40, 100),
+    )
+    assert "box 1 (green): centre (0.25, 0.25), width 0.5, height 0.5" in boxes
+    assert "box 2 (magenta): centre (0.5, 0.625), width 0.5, height 0.75" in boxes
+    assert "frame 3" in boxes and '"dog"' in boxes and "from 1 to 2" in boxes
+
+
+# --- tiny models, data and a chat server -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random AST tagger, GroundingDINO and SAM 2 video model saved with save_pretrained."""
+    from pseudolabel import alm
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    tagger = alm.create_alm("ast", config={"id2label": dict(enumerate(TAGS))}, top_k=5)
+    tagger.lazy.processor.save_pretrained(root / "ast")
+    tagger.lazy.model.save_pretrained(root / "ast")
+    dino_config, dino_processor = tiny_grounding_dino(WORDS, num_queries=6, shortest_edge=96, longest_edge=128)
+    transformers.GroundingDinoForObjectDetection(dino_config).save_pretrained(root / "dino")
+    dino_processor.save_pretrained(root / "dino")
+    video = VIDEO_SEGMENTER.create("sam2_video", config={})
+    video.lazy.model.save_pretrained(root / "sam2_video")
+    video.lazy.processor.save_pretrained(root / "sam2_video")
+    return {"ast": root / "ast", "dino": root / "dino", "sam2_video": root / "sam2_video"}
+
+
+@pytest.fixture(scope="module")
+def s4_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("s4"), ("s4",), splits={"train": 1, "test": 3}, size=40, seed=3)["s4"]
+
+
+class StripServer:
+    """A chat-completions server that answers the reference question with ``reference`` and the box question
+    with ``box``. A request whose content is not one text part plus one base64 JPEG image of
+    ``strip_size`` is refused (HTTP 400) and noted in ``errors``."""
+
+    def __init__(self, strip_size: tuple[int, int], reference: str, box: str = "[2]") -> None:
+        from PIL import Image
+
+        self.kinds: list[str] = []
+        self.errors: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                error = None
+                try:
+                    (message,) = body["messages"]
+                    text_part, image_part = message["content"]
+                    assert text_part["type"] == "text" and image_part["type"] == "image_url"
+                    prefix = "data:image/jpeg;base64,"
+                    url = image_part["image_url"]["url"]
+                    assert url.startswith(prefix), url[:40]
+                    image = Image.open(io.BytesIO(base64.b64decode(url[len(prefix):])))
+                    assert image.format == "JPEG" and image.size == strip_size, (image.format, image.size)
+                except Exception as exc:  # noqa: BLE001 - reported to the test
+                    error = f"{type(exc).__name__}: {exc}"
+                if error is not None:
+                    server.errors.append(error)
+                    self._send(400, {"error": {"message": error, "type": "invalid_request_error"}})
+                    return
+                is_box = "candidates for the category" in text_part["text"]
+                server.kinds.append("box" if is_box else "reference")
+                self._send(200, {
+                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": box if is_box else reference}}],
+                    "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1], "total_tokens": sum(USAGE)},
+                })
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def second_best_score(grounder: Any, frame: np.ndarray, phrase: str) -> float:
+    (det,) = grounder.detect([frame], [[phrase]])
+    scores = np.sort(det.scores)[::-1]
+    return float(scores[1]) if len(scores) > 1 else 0.0
+
+
+def direct_masks(models: dict[str, Path], frames: np.ndarray, record: dict[str, Any]) -> np.ndarray:
+    """The video segmenter run directly with the record's chosen boxes on their pivot frames, OR-ed."""
+    segmenter = VIDEO_SEGMENTER.create("sam2_video", model=str(models["sam2_video"]))
+    prompts = [(r["pivot_frame"], np.array(r["chosen_box"], np.float32)) for r in record["referents"] if r["chosen_box"]]
+    masks = np.zeros(frames.shape[:3], bool)
+    for masklet in segmenter.propagate(frames, prompts):
+        masks |= masklet
+    return masks
+
+
+# --- end to end ----------------------------------------------------------------------------------------------
+
+
+def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
+    models: dict[str, Path], s4_root: Path, tmp_path: Path
+) -> None:
+    """``python -m pseudolabel labeler=alrefsam2``: every request carries the strip; the LLM names two
+    categories with their pivot frames; the grounder threshold is set between the two categories'
+    second-best box scores on clip 0, so one category has >= 2 candidates there (a box question) and the
+    other at most 1 (none): clip 0 costs 2 requests, and every clip 1 + its categories with >= 2 boxes."""
+    source = AVSBenchSource("avsbench_s4", s4_root, "test")
+    first = source.load(source.ids[0])
+    probe = vfm.create_grounder("grounding_dino", model=str(models["dino"]), box_threshold=0.0)
+    # the server's answer: dog on frame 2, cat on frame 4
+    dog, cat = second_best_score(probe, first.frames[1], "dog"), second_best_score(probe, first.frames[3], "cat")
+    assert dog != cat
+    threshold = (dog + cat) / 2
+    server = StripServer(STRIP_SIZE, reference="['dog': 2, 'cat': 4]", box="[2]")
+    out = tmp_path / "store"
+    try:
+        args = [
+            "labeler=alrefsam2", "input=avsbench", "data=avsbench_s4", f"data.root={s4_root}", "split=test",
+            f"output={out}", f"labeler.alm.ast.model={models['ast']}", f"labeler.grounder.model={models['dino']}",
+            f"labeler.grounder.box_threshold={threshold}", f"labeler.video_segmenter.model={models['sam2_video']}",
+            f"labeler.llm.base_url={server.url}", "+labeler.llm.max_retries=0", "labeler.strip.frame_height=null",
+            "progress=false",
+        ]
+        assert label_main(args) == 0
+    finally:
+        server.close()
+    assert server.errors == []
+    records = load_records(out)
+    assert sorted(records) == sorted(source.ids) and all(r["status"] == "ok" for r in records.values())
+    requests = 0
+    for clip_id, record in records.items():
+        referents = {r["category"]: r for r in record["referents"]}
+        assert {c: r["pivot_frame"] for c, r in referents.items()} == {"dog": 1, "cat": 3}
+        assert record["reference"] == {"answer": "['dog': 2, 'cat': 4]", "parsed": {"dog": 2, "cat": 4}, "notes": []}
+        assert [t["label"] for t in record["tags"]] and "Silence" not in [t["label"] for t in record["tags"]]
+        assert len(record["tags"]) == 3 and record["strip_size"] == list(STRIP_SIZE)
+        ambiguous = [r for r in referents.values() if len(r["candidate_boxes"]) >= 2]
+        llm = record["llm"]
+        assert llm["requests"] == llm["calls"] == 1 + len(ambiguous)
+        assert llm["prompt_tokens"] == USAGE[0] * llm["calls"] and llm["cost_usd"] == pytest.approx(
+            llm["calls"] * (USAGE[0] * 2.5 + USAGE[1] * 10.0) / 1e6
+        )
+        for referent in referents.values():
+            boxes = referent["candidate_boxes"]
+            assert len(boxes) <= 3 and referent["candidate_scores"] == sorted(referent["candidate_scores"], reverse=True)
+            if len(boxes) >= 2:
+                assert referent["box_answer"] == "[2]" and referent["chosen_box"] == boxes[1]
+            else:
+                assert referent["box_answer"] is None
+                assert referent["chosen_box"] == (boxes[0] if boxes else None)
+        requests += llm["calls"]
+        if clip_id == source.ids[0]:
+            assert [len(referents["dog"]["candidate_boxes"]) >= 2, len(referents["cat"]["candidate_boxes"]) >= 2] == [
+                dog > cat, cat > dog
+            ]
+            assert llm["calls"] == 2
+    assert len(server.kinds) == requests and server.kinds.count("reference") == len(records)
+    # the masks are the video segmenter's for the chosen boxes; the store reads back and evaluates
+    store = PseudoLabelStore(out)
+    for clip in store:
+        expected = direct_masks(models, clip.frames, records[clip.id])
+        np.testing.assert_array_equal(clip.masks.astype(bool), expected)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["llm_calls"] == requests and summary["run"]["clips_ok"] == 3
+    scores = evaluate_store(out, "avsbench_s4", s4_root, "test")
+    assert scores["frames_scored"] == 15 and scores["clips_missing"] == 0
+    assert 0.0 <= scores["metrics"]["miou_avsbench"] <= 1.0
+    # the LLM cache holds each answer with the image's hash, not the image; a rerun asks nothing
+    cached = [json.loads(p.read_text()) for p in (out / "llm_cache").rglob("*.json")]
+    assert len(cached) == requests
+    assert all("base64" not in json.dumps(entry) for entry in cached)
+
+
+def test_no_category_or_silent_audio_gives_empty_masks_and_counts_the_requests(
+    models: dict[str, Path], s4_root: Path, tmp_path: Path
+) -> None:
+    server = StripServer(STRIP_SIZE, reference="I cannot see what sounds.")
+    cfg = {
+        "name": "alrefsam2_test",
+        "mode": "alrefsam2",
+        "alm": {"ast": {"name": "ast", "model": str(models["ast"])}},
+        "llm": {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0},
+        "grounder": {"name": "grounding_dino", "model": str(models["dino"])},
+        "video_segmenter": {"name": "sam2_video", "model": str(models["sam2_video"])},
+        "strip": {"frame_height": None},
+    }
+    try:
+        labeler = build_labeler(cfg)
+        assert isinstance(labeler, ALRefSAM2Labeler)
+        from openavs_st.data.store import StoreWriter
+
+        source = AVSBenchSource("avsbench_s4", s4_root, "test")
+        stats = run_labeler(labeler, source, StoreWriter(tmp_path / "store", labeler="alrefsam2"), progress=False)
+    finally:
+        server.close()
+    assert server.errors == [] and stats.clips_ok == 3 and stats.llm_calls == 3
+    for record in load_records(tmp_path / "store").values():
+        assert record["referents"] == [] and record["reference"]["notes"] == ["no category named: empty masks"]
+        assert record["mask_area"] == [0.0] * 5 and record["llm"]["requests"] == 1
+        assert record["llm"]["cost_known"] is False  # gpt-4o has no price in the backend's own table
+
+
+def test_config_errors_name_the_key(models: dict[str, Path]) -> None:
+    base = {
+        "mode": "alrefsam2",
+        "alm": {"ast": {"name": "ast", "model": str(models["ast"])}},
+        "grounder": {"name": "grounding_dino", "model": str(models["dino"])},
+        "video_segmenter": {"name": "sam2_video", "config": {}},
+    }
+    with pytest.raises(ComponentConfigError, match="multimodal LLM"):
+        build_labeler({**base, "llm": {"name": "none"}})
+    with pytest.raises(ComponentConfigError, match="labeler.llm: the 'hf' translator takes no images"):
+        build_labeler({**base, "llm": {"name": "hf", "model": "some/chat-model"}})
+    with pytest.raises(ComponentConfigError, match="both set"):
+        build_labeler({**base, "llm": {"name": "openai"}, "vlm": {"name": "qwen2_5_vl", "config": {}}})
+    with pytest.raises(ComponentConfigError, match="labeler.video_segmenter is not set"):
+        build_labeler({**base, "llm": {"name": "openai"}, "video_segmenter": None})
+    with pytest.raises(ComponentConfigError, match="labeler.mode='nope' is no labeler"):
+        build_labeler({**base, "mode": "nope"})
+    with pytest.raises(ComponentConfigError, match="labeler.categories"):
+        build_labeler({**base, "llm": {"name": "openai"}, "categories": "all"})
