@@ -117,6 +117,12 @@ def test_checkpoint_file_loads_with_its_labels_and_tags_a_real_wave(tmp_path: Pa
     texts = tagger.describe(seconds, SR)
     assert len(texts) == 3 and all(text[0].split("; ")[0] == "Dog" for text in texts)  # Silence dropped
     assert all(len(text[0].split("; ")) == 3 for text in texts)
+    tags = tagger.tag(wave, SR, num_frames=3)  # (label, score) per clip and per second
+    assert [label for label, _ in tags["clip"]] == tagger.top_labels(clip[0])
+    assert tags["clip"][0][1] == pytest.approx(float(clip[0][ids.index("/m/0bt9lr")]))
+    assert [[score for _, score in second] for second in tags["seconds"]] == [
+        pytest.approx(sorted(np.delete(row, silence), reverse=True)[:3]) for row in scores
+    ]
     kept = create_alm("beats", model=str(path), top_k=2, exclude=[])
     assert kept.describe(seconds[:1], SR)[0][0].startswith("Silence, Dog")
     # 48 kHz input is resampled to 16 kHz

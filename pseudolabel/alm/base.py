@@ -507,12 +507,26 @@ class AudioTagger(AudioDescriber):
     def top_labels(self, row: np.ndarray) -> list[str]:
         """The labels of one score row that make the text: at most ``top_k`` of those scoring at least
         ``threshold`` and not excluded, best first (ties: lower index first)."""
+        return [label for label, _ in self.top_scores(row)]
+
+    def top_scores(self, row: np.ndarray) -> list[tuple[str, float]]:
+        """:meth:`top_labels` with their scores: ``[(label, score), ...]``, best first."""
         row = np.asarray(row, dtype=np.float64)
         excluded = self.excluded_mask()
         order = np.argsort(-row, kind="stable")
         keep = [index for index in order if not excluded[index] and row[index] >= self.threshold]
         labels = self.labels
-        return [labels[index] for index in keep[: self.top_k]]
+        return [(labels[index], float(row[index])) for index in keep[: self.top_k]]
+
+    def tag(self, wave: np.ndarray, sample_rate: int, num_frames: int | None = None) -> dict[str, Any]:
+        """Top-k ``(label, score)`` pairs of a clip: ``{"clip": [...]}`` (the whole wave scored at once) and,
+        with ``num_frames``, ``"seconds": [[...] per second]`` (:func:`split_seconds`)."""
+        wave = np.asarray(wave, dtype=np.float32)
+        result: dict[str, Any] = {"clip": self.top_scores(self.scores([wave], sample_rate)[0])}
+        if num_frames is not None:
+            rows = self.scores(split_seconds(wave, sample_rate, num_frames), sample_rate)
+            result["seconds"] = [self.top_scores(row) for row in rows]
+        return result
 
     def _describe_waves(self, waves: list[np.ndarray], prompts: Sequence[str | None]) -> list[list[str]]:
         per_prompt = [self._batched_scores(waves, prompt) for prompt in prompts]
