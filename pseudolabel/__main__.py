@@ -135,7 +135,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
     except ComponentConfigError as exc:
         raise CLIError(f"labeler config: {exc}") from None
     # The config hash identifies the labeling settings (not where the clips come from or go to).
-    hashed = {k: v for k, v in labeler_cfg.items() if k != "llm"}
+    hashed = {k: v for k, v in labeler_cfg.items() if k not in ("llm", "vlm_cache_dir")}
     hashed["llm"] = {k: v for k, v in (labeler_cfg.get("llm") or {}).items() if k not in ("cache_dir", "concurrency")}
     options = dict(
         labeler=str(labeler_cfg.get("name", "openavs")),

@@ -242,9 +242,14 @@ def second_best_score(grounder: Any, frame: np.ndarray, phrase: str) -> float:
     return float(scores[1]) if len(scores) > 1 else 0.0
 
 
+_DIRECT: dict[str, Any] = {}
+
+
 def direct_masks(models: dict[str, Path], frames: np.ndarray, record: dict[str, Any]) -> np.ndarray:
     """The video segmenter run directly with the record's chosen boxes on their pivot frames, OR-ed."""
-    segmenter = VIDEO_SEGMENTER.create("sam2_video", model=str(models["sam2_video"]))
+    if "video" not in _DIRECT:
+        _DIRECT["video"] = VIDEO_SEGMENTER.create("sam2_video", model=str(models["sam2_video"]))
+    segmenter = _DIRECT["video"]
     prompts = [(r["pivot_frame"], np.array(r["chosen_box"], np.float32)) for r in record["referents"] if r["chosen_box"]]
     masks = np.zeros(frames.shape[:3], bool)
     for masklet in segmenter.propagate(frames, prompts):
@@ -377,3 +382,78 @@ def test_config_errors_name_the_key(models: dict[str, Path]) -> None:
         build_labeler({**base, "mode": "nope"})
     with pytest.raises(ComponentConfigError, match="labeler.categories"):
         build_labeler({**base, "llm": {"name": "openai"}, "categories": "all"})
+
+
+def alref_config(models: dict[str, Path], **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "alrefsam2_test",
+        "mode": "alrefsam2",
+        "alm": {"ast": {"name": "ast", "model": str(models["ast"])}},
+        "grounder": {"name": "grounding_dino", "model": str(models["dino"]), "box_threshold": 0.0},
+        "video_segmenter": {"name": "sam2_video", "model": str(models["sam2_video"])},
+        "strip": {"frame_height": None},
+        **changes,
+    }
+
+
+def test_gate_empties_the_seconds_where_a_category_does_not_sound(
+    models: dict[str, Path], s4_root: Path, tmp_path: Path
+) -> None:
+    """Clip 0 with seconds 4-5 zeroed: with the energy gate its masks there are empty, seconds 1-3 keep the
+    ungated masks, and the decision is in the record."""
+    import shutil
+
+    import soundfile as sf
+
+    from openavs_st.data.store import StoreWriter
+
+    root = tmp_path / "s4"
+    shutil.copytree(s4_root, root)
+    source = AVSBenchSource("avsbench_s4", root, "test")
+    clip_id = source.ids[0]
+    (wav,) = [p for p in root.rglob("*.wav") if p.stem == clip_id]
+    samples, rate = sf.read(wav, dtype="float32")
+    samples[3 * rate :] = 0.0
+    sf.write(wav, samples, rate)
+    server = StripServer(STRIP_SIZE, reference="['dog': 2]", box="[1]")
+    masks = {}
+    try:
+        llm = {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0}
+        gate = {"name": "energy_clap", "min_similarity": None, "max_gap": None, "silence_db": -50.0}
+        for name, changes in {"plain": {}, "gated": {"gate": gate}}.items():
+            labeler = build_labeler(alref_config(models, llm=llm, **changes))
+            writer = StoreWriter(tmp_path / name, labeler=name)
+            assert run_labeler(labeler, source, writer, progress=False, limit=1).clips_ok == 1
+            masks[name] = PseudoLabelStore(tmp_path / name)[0].masks.astype(bool)
+    finally:
+        server.close()
+    assert server.errors == []
+    assert masks["plain"][:3].any()  # something to gate
+    np.testing.assert_array_equal(masks["gated"][:3], masks["plain"][:3])
+    assert not masks["gated"][3:].any()
+    record = load_records(tmp_path / "gated")[clip_id]
+    assert record["gate"]["categories"] == ["dog"]
+    assert np.asarray(record["gate"]["sounding"]).reshape(5).tolist() == [True, True, True, False, False]
+    assert "gate" not in load_records(tmp_path / "plain")[clip_id]
+
+
+def test_a_local_vlm_answers_from_the_strip_and_the_prompt(models: dict[str, Path], s4_root: Path, tmp_path: Path) -> None:
+    """labeler/vlm=qwen2_5_vl llm=none: the tiny VLM's answer is its answer to the strip and the reference
+    prompt asked directly; its random text names no category (empty masks, one request, no cost known)."""
+    from openavs_st.data.store import StoreWriter
+
+    vlm_cfg = {"name": "qwen2_5_vl", "config": {"text_config": {"initializer_range": 1.0}}, "max_new_tokens": 3}
+    labeler = build_labeler(alref_config(models, llm={"name": "none"}, vlm=vlm_cfg))
+    source = AVSBenchSource("avsbench_s4", s4_root, "test")
+    assert run_labeler(labeler, source, StoreWriter(tmp_path / "store", labeler="vlm"), progress=False, limit=1).clips_ok == 1
+    (record,) = load_records(tmp_path / "store").values()
+    clip = source.load(record["id"])
+    text = reference_prompt(
+        load_template(REFERENCE_PROMPT), num_frames=5, tags=[t["label"] for t in record["tags"]],
+        categories=avsbench_objects(), several=True,
+    )
+    direct = labeler.chat.vlm.describe([draw_strip(clip.frames)], [text])[0][0]
+    llm = record["llm"]
+    assert llm["backend"] == "vlm" and llm["raw_responses"] == [direct] and llm["requests"] == llm["calls"] == 1
+    assert llm["cost_known"] is False
+    assert record["referents"] == [] and record["mask_area"] == [0.0] * 5

@@ -139,7 +139,7 @@ def draw_strip(
                      fill=(255, 255, 255), outline=(0, 0, 0))
         draw.text(centre, str(index + 1), fill=(0, 0, 0), font=font, anchor="mm")
         strip.paste(tile, plan.origin(index))
-    return np.asarray(strip)
+    return np.array(strip)  # a writable copy
 
 
 def encode_image(image: np.ndarray, image_format: str = "jpeg", quality: int = 90) -> bytes:
