@@ -7,7 +7,7 @@
 
 Backends: ``qwen2_5_omni`` (Qwen2.5-Omni Thinker), ``audio_flamingo3`` (Audio Flamingo 3), ``clap``
 (zero-shot tags from a vocabulary: ``audioset``, ``vggsound``, ``avsbench`` or a text file), ``ast``
-(AudioSet tagger). Models load from a Hub id or local directory on first use; ``config=`` builds a
+(AudioSet tagger), ``beats`` (AudioSet tagger from an original BEATs checkpoint file). Models load from a Hub id or local directory on first use; ``config=`` builds a
 tiny random model offline. Importing this package imports neither torch nor transformers.
 """
 
