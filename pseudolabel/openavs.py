@@ -43,6 +43,7 @@ from pseudolabel import llm as llm_pkg
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
 from pseudolabel.runner import ClipWork, Labels
 from pseudolabel.semantic import ClassMapper
+from pseudolabel.vfm.base import Detections, clean_phrases
 
 MODES = ("openavs", "clip_label")
 
@@ -67,6 +68,7 @@ class Described(ClipWork):
     phrase_classes: dict[str, int] = field(default_factory=dict)  # clip_label + semantic: phrase -> its class id
     gate: Any = None  # the gate's GateDecision (labeler.gate), once applied
     gated: list[list[str]] = field(default_factory=list)  # per valid frame: the phrases the gate dropped
+    propagation: dict[str, Any] | None = None  # labeler.propagate: the video prompts, for the record
 
     def is_silent(self, i: int) -> bool:
         return bool(self.silent) and self.silent[i]
@@ -103,6 +105,13 @@ class OpenAVSLabeler:
         gate: optional silent-second gate (:mod:`pseudolabel.gating`): before grounding, each frame keeps
             only the phrases whose category sounds in its second (the clip's phrases are the categories);
             no phrase left gives an empty mask. The decision goes in the record's ``gate``.
+        video_segmenter: the ``video_segmenter`` of ``propagate`` (:mod:`pseudolabel.vfm.video`).
+        propagate: masks from video propagation instead of per-frame segmentation: each of the clip's
+            phrases is prompted with its best box (the highest grounding score over the frames) on that
+            box's frame, the video segmenter propagates it over the clip, and frame ``t``'s mask is the OR
+            of the propagated masks of frame ``t``'s phrases. A video segmenter that tracks text itself
+            (``track``: ``sam3_video``) gets the phrases without grounding. The prompts go in the record's
+            ``propagation``.
     """
 
     def __init__(
@@ -118,6 +127,8 @@ class OpenAVSLabeler:
         class_prompts: Mapping[str, Any] | None = None,
         semantic: str | None = None,
         gate: Any = None,
+        video_segmenter: Any = None,
+        propagate: bool = False,
     ) -> None:
         if mode not in MODES:
             raise LabelerConfigError(f"labeler.mode must be one of {MODES}, got {mode!r}")
@@ -139,6 +150,10 @@ class OpenAVSLabeler:
         except ValueError as exc:
             raise LabelerConfigError(str(exc)) from None
         self.gate = gate
+        if propagate and video_segmenter is None:
+            raise LabelerConfigError("labeler.propagate=true needs a video segmenter: set labeler/video_segmenter=NAME")
+        self.video_segmenter = video_segmenter
+        self.propagate = bool(propagate)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> OpenAVSLabeler:
@@ -153,20 +168,24 @@ class OpenAVSLabeler:
                 vlm = build("vlm", cfg["vlm"], "labeler.vlm")
             if cfg.get("llm"):
                 translator = build("llm", cfg["llm"], "labeler.llm")
+        propagate = bool(cfg.get("propagate", False))
         for role in ("grounder", "segmenter"):
-            if not cfg.get(role):
+            if not cfg.get(role) and not (propagate and role == "segmenter"):
                 raise LabelerConfigError(f"labeler.{role} is not set: choose one with labeler/{role}=NAME")
+        video = cfg.get("video_segmenter")
         return cls(
             name=str(cfg.get("name", "openavs")),
             alms=alms,
             vlm=vlm,
             translator=translator,
             grounder=build("grounder", cfg["grounder"], "labeler.grounder"),
-            segmenter=build("segmenter", cfg["segmenter"], "labeler.segmenter"),
+            segmenter=build("segmenter", cfg["segmenter"], "labeler.segmenter") if cfg.get("segmenter") else None,
             mode=mode,
             class_prompts=cfg.get("class_prompts"),
             semantic=cfg.get("semantic"),
             gate=build("gate", cfg["gate"], "labeler.gate") if cfg.get("gate") else None,
+            video_segmenter=build("video_segmenter", video, "labeler.video_segmenter") if propagate and video else None,
+            propagate=propagate,
         )
 
     # -- setup
@@ -178,9 +197,16 @@ class OpenAVSLabeler:
 
     def components(self) -> list[Any]:
         """Every component of the labeler."""
-        return [
-            c for c in [*self.alms, self.vlm, self.translator, self.grounder, self.segmenter, self.gate] if c is not None
-        ]
+        masks = [self.video_segmenter] if self.propagate else [self.segmenter]  # the segmenter is unused then
+        if self.propagate and self.tracks_text:
+            masks = [self.video_segmenter]  # nor is the grounder
+            return [c for c in [*self.alms, self.vlm, self.translator, *masks, self.gate] if c is not None]
+        return [c for c in [*self.alms, self.vlm, self.translator, self.grounder, *masks, self.gate] if c is not None]
+
+    @property
+    def tracks_text(self) -> bool:
+        """Whether the video segmenter finds the phrases itself (``track(frames, phrases)``: ``sam3_video``)."""
+        return self.video_segmenter is not None and callable(getattr(self.video_segmenter, "track", None))
 
     def load_models(self) -> None:
         """Load every model now (normally they load on first use). The LLM translator loads on the first
@@ -197,6 +223,8 @@ class OpenAVSLabeler:
             "grounder": repr(self.grounder),
             "segmenter": repr(self.segmenter),
             "gate": None if self.gate is None else self.gate.provenance(),
+            "propagate": self.propagate,
+            "video_segmenter": repr(self.video_segmenter) if self.propagate else None,
             "semantic": None if self.mapper is None else self.mapper.describe(),
         }
 
@@ -291,15 +319,24 @@ class OpenAVSLabeler:
         phrases = [p for item in items for p in item.phrases]
         total = max(1, len(images))
         start = time.perf_counter()
-        detections = self.grounder.detect(images, phrases)
+        if self.propagate and self.tracks_text:
+            detections = [Detections.empty() for _ in images]
+        else:
+            detections = self.grounder.detect(images, phrases)
         ground_s = time.perf_counter() - start
         start = time.perf_counter()
-        boxes = [d.boxes for d in detections]
-        priors = [d.maps for d in detections]  # a grounder's per-box prior maps (cam), for segmenters taking them
-        if getattr(self.segmenter, "takes_priors", False) and any(p is not None for p in priors):
-            box_masks = self.segmenter.segment_boxes(images, boxes, priors=priors)
+        if self.propagate:
+            box_masks, first = [], 0
+            for item in items:
+                box_masks.extend(self.propagated(item, detections[first : first + len(item.valid)]))
+                first += len(item.valid)
         else:
-            box_masks = self.segmenter.segment_boxes(images, boxes)
+            boxes = [d.boxes for d in detections]
+            priors = [d.maps for d in detections]  # a grounder's per-box prior maps (cam), for segmenters taking them
+            if getattr(self.segmenter, "takes_priors", False) and any(p is not None for p in priors):
+                box_masks = self.segmenter.segment_boxes(images, boxes, priors=priors)
+            else:
+                box_masks = self.segmenter.segment_boxes(images, boxes)
         segment_s = time.perf_counter() - start
         results = []
         offset = 0
@@ -329,9 +366,12 @@ class OpenAVSLabeler:
                     "mask_scores": np.round(bm.scores.astype(np.float64), 4).tolist(),
                     "mask_area": float(masks[t].mean()),
                 }
+                if self.propagate:  # masks: one per phrase of the frame that got a video prompt
+                    frame["mask_labels"] = list(bm.labels)
                 if classes is not None:
-                    ids = [item.phrase_classes.get(label, self.mapper.class_id(label)) for label in det.labels]
-                    classes[t] = self.mapper.paint(bm.masks, ids, det.scores)
+                    labels, scores = (bm.labels, bm.scores) if self.propagate else (det.labels, det.scores)
+                    ids = [item.phrase_classes.get(label, self.mapper.class_id(label)) for label in labels]
+                    classes[t] = self.mapper.paint(bm.masks, ids, scores)
                     frame["box_classes"] = ids
                 if item.gate is not None:
                     frame["gated_phrases"] = item.gated[i]
@@ -342,7 +382,7 @@ class OpenAVSLabeler:
                 info.append(frame)
             share = len(item.valid) / total
             item.timings["ground_s"] = ground_s * share
-            item.timings["segment_s"] = segment_s * share
+            item.timings["propagate_s" if self.propagate else "segment_s"] = segment_s * share
             offset += len(item.valid)
             results.append(Labels(masks, self.record(item, info), classes))
         return results
@@ -372,7 +412,67 @@ class OpenAVSLabeler:
             rec["llm"] = llm_summary(item.translation)
         if item.gate is not None:
             rec["gate"] = item.gate.to_dict()
+        if item.propagation is not None:
+            rec["propagation"] = item.propagation
         return rec
+
+    def propagated(self, item: Described, detections: Sequence[Detections]) -> list[PhraseMasks]:
+        """``labeler.propagate``: per valid frame of ``item``, the propagated masks of its phrases.
+
+        Each distinct phrase of the clip is prompted with its highest-scoring box over the valid frames
+        (``detections``, one per valid frame) on that box's frame; a phrase without a box gets no mask. A
+        text-tracking video segmenter (``track``) is given the phrases instead. ``item.propagation``
+        records the prompts."""
+        clip = item.clip
+        phrases = list(dict.fromkeys(p for frame in item.phrases for p in frame))
+        tracks: dict[str, np.ndarray] = {}
+        scores: dict[str, float] = {}
+        if self.tracks_text:
+            tracks = dict(self.video_segmenter.track(clip.frames, phrases)) if phrases else {}
+            scores = {p: 1.0 for p in tracks}
+            item.propagation = {"video_segmenter": self.video_segmenter.name, "text": list(phrases)}
+        else:
+            prompts: list[dict[str, Any]] = []
+            for phrase in phrases:
+                key = clean_phrases([phrase])
+                best = max(
+                    ((float(d.scores[k]), i, k) for i, d in enumerate(detections) for k, label in enumerate(d.labels)
+                     if key and label == key[0]),
+                    default=None,
+                )
+                if best is not None:
+                    score, i, k = best
+                    prompts.append({"phrase": phrase, "frame": item.valid[i], "box": detections[i].boxes[k], "score": score})
+            masks = self.video_segmenter.propagate(clip.frames, [(p["frame"], p["box"]) for p in prompts])
+            for prompt, mask in zip(prompts, masks, strict=True):
+                tracks[prompt["phrase"]], scores[prompt["phrase"]] = mask, prompt["score"]
+            item.propagation = {
+                "video_segmenter": self.video_segmenter.name,
+                "prompts": [
+                    {**p, "box": np.round(np.asarray(p["box"], np.float64), 2).tolist(), "score": round(p["score"], 4)}
+                    for p in prompts
+                ],
+            }
+        height, width = clip.frames.shape[1:3]
+        out = []
+        for i, t in enumerate(item.valid):
+            names = [p for p in item.phrases[i] if p in tracks]
+            stack = np.stack([tracks[p][t] for p in names]) if names else np.zeros((0, height, width), bool)
+            out.append(PhraseMasks(stack, np.array([scores[p] for p in names], np.float32), names))
+        return out
+
+
+@dataclass(frozen=True)
+class PhraseMasks:
+    """A frame's propagated masks (``labeler.propagate``): ``[N, H, W]`` bool, one per phrase in ``labels``,
+    with the score of its video prompt (the grounding score of its box; 1.0 for text tracking)."""
+
+    masks: np.ndarray
+    scores: np.ndarray
+    labels: list[str]
+
+    def union(self) -> np.ndarray:
+        return self.masks.any(axis=0)
 
 
 def llm_summary(record: Any) -> dict[str, Any]:
