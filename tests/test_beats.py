@@ -134,7 +134,8 @@ def test_bad_checkpoints_are_refused_with_the_file_named(tmp_path: Path) -> None
         BEATs.from_pretrained(tmp_path / "nope.pt")
     pickled = tmp_path / "namespace.pt"
     torch.save({"cfg": argparse.Namespace(encoder_layers=2), "model": {}}, pickled)
-    with pytest.raises(ValueError, match=r"namespace.pt: not a BEATs checkpoint readable with weights_only=True"):
+    with pytest.raises(ValueError, match=r"namespace.pt: not a BEATs checkpoint readable with weights_only=True "
+                                         r"\(.*argparse.Namespace"):
         BEATs.from_pretrained(pickled)
     bare = tmp_path / "bare.pt"
     torch.save(tiny().state_dict(), bare)

@@ -391,8 +391,9 @@ def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str,
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: not a BEATs checkpoint readable with weights_only=True ({first})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
+        raise ValueError(f"{path}: not a BEATs checkpoint readable with weights_only=True ({reason})") from None
     if not isinstance(checkpoint, Mapping) or not {"cfg", "model"} <= set(checkpoint):
         found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
         raise ValueError(f"{path}: a BEATs checkpoint is a dict with 'cfg', 'model' (and 'label_dict'), found {found}")
