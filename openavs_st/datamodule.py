@@ -68,6 +68,7 @@ class SourceSpec:
     allow_pickle: bool = False
     subsets: tuple[str, ...] | None = None
     num_frames: int | None = None  # pseudo: clips are read as windows of this many frames (None: whole)
+    classes: bool = False  # pseudo: read the store's class-index maps (a semantic store) instead of binary masks
 
     def __post_init__(self) -> None:
         check_source_name(self.name, "data")
@@ -92,17 +93,19 @@ class SourceSpec:
             allow_pickle=bool(node.get("allow_pickle", False)),
             subsets=tuple(subsets) if subsets else None,
             num_frames=node.get("num_frames"),
+            classes=bool(node.get("semantic", False)) if name == "pseudo" else False,
         )
 
     @property
     def semantic(self) -> bool:
-        """Whether the masks are class-index maps (71-class AVSS) rather than binary."""
-        return self.name in SEMANTIC_SOURCES
+        """Whether the masks are class-index maps (71-class AVSS, a semantic store) rather than binary."""
+        return self.name in SEMANTIC_SOURCES or self.classes
 
     def data_config(self) -> dict[str, Any]:
         """The spec as a ``data`` config (what :func:`~openavs_st.data.sources.open_source` reads)."""
         return {"name": self.name, "root": self.root, "audio": self.audio, "allow_pickle": self.allow_pickle,
-                "subsets": list(self.subsets) if self.subsets else None, "num_frames": self.num_frames}
+                "subsets": list(self.subsets) if self.subsets else None, "num_frames": self.num_frames,
+                "semantic": self.classes}
 
     def open(self, split: str) -> ClipSource:
         """The clips of one split (a pseudo-label store has no splits: all of it, whatever ``split``)."""

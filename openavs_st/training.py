@@ -109,7 +109,13 @@ def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:
         raise ConfigError(
             f"data.name={source.name} has {'class-index' if source.semantic else 'binary'} masks but the "
             f"{module.recipe.dataset!r} recipe builds a {module.num_classes}-class head: "
-            + ("drop data.recipe (avsbench_avss trains the avss recipe)" if source.semantic else "use a binary recipe")
+            + (
+                ("set data.recipe=avss (data=pseudo_avss does)" if source.name == "pseudo"
+                 else "drop data.recipe (avsbench_avss trains the avss recipe)")
+                if source.semantic
+                else ("use a binary recipe, or data=pseudo_avss for a semantic store" if source.name == "pseudo"
+                      else "use a binary recipe")
+            )
         )
     return AVSDataModule(
         source,

@@ -144,6 +144,7 @@ def run(cfg_node: Any) -> dict[str, Any]:
         image_format=str(cfg.get("image_format") or "png"),
         retry_failed=bool(cfg.get("retry_failed", True)),
         max_side=(cfg.get("store") or {}).get("max_side"),
+        class_names=getattr(labeler, "class_names", None),
     )
     # Models load before anything is written, so a model that is not on disk stops the job with exit 2 and
     # an untouched store; a store with nothing left to do loads none.

@@ -41,9 +41,10 @@ Rules:
 - **Frames and audio.** S4/MS3 frames are PNG (lossless). AVSS frames are JPEG: a store's ``.jpg`` frame is
   copied byte for byte (when not resized), any other is encoded at ``jpeg_quality`` (95). A clip exported
   whole gets a byte copy of its wav; a window gets the window's samples (16-bit PCM at the store's rate).
-- **Masks.** Store masks are binary. AVSS foreground pixels get class ``avss_class`` (default 1; every
-  foreground is that one class until the labelers write class ids); ``label2idx=PATH`` copies the official
-  class list, otherwise ``label2idx.json`` names the classes ``background, class_1 .. class_70``.
+- **Masks.** S4/MS3 take the store's binary masks. AVSS takes a semantic store's class-index maps (labelled
+  with ``labeler.semantic=avss``: the class ids the labeler gave, its ``label2idx.json`` copied); from a
+  binary store every foreground pixel gets class ``avss_class`` (default 1). ``label2idx=PATH`` copies that
+  class list instead; without either, ``label2idx.json`` names the classes ``background, class_1 .. class_70``.
 - **Pickles.** ``write_pickles=true`` (S4/MS3 only; never the default, because unpickling can run code)
   also writes ``audio_log_mel/...pkl``: a pickled float32 torch tensor ``[5, 1, 96, 64]`` of the exported
   wav's VGGish log-mel, the last example repeated as padding, as ``preprocess_s4.py`` writes them and the
@@ -193,21 +194,13 @@ def _resized(frames: np.ndarray, masks: np.ndarray, size: int | None) -> tuple[n
     return frames, masks
 
 
-def avss_palette_bytes() -> list[int]:
-    from openavs_st.data.avsbench import avss_palette
-
-    pal = avss_palette().reshape(-1).tolist()
-    return pal + [0] * (768 - len(pal))
-
-
 class LayoutWriter:
     """Writes items into one official layout under ``base`` (the dataset folder)."""
 
     def __init__(self, base: Path, store_root: Path, layout: str, *, split: str, size: int | None,
-                 write_pickles: bool, avss_class: int, jpeg_quality: int) -> None:
+                 write_pickles: bool, jpeg_quality: int) -> None:
         self.base, self.store_root, self.layout, self.split = base, store_root, layout, split
-        self.size, self.write_pickles = size, write_pickles
-        self.avss_class, self.jpeg_quality = avss_class, jpeg_quality
+        self.size, self.write_pickles, self.jpeg_quality = size, write_pickles, jpeg_quality
         self.rows: list[list[str]] = []
 
     # -- paths of one item
@@ -238,14 +231,15 @@ class LayoutWriter:
         }
 
     def write(self, item: Item, frames: np.ndarray, masks: np.ndarray) -> None:
-        """Write one item: ``frames [L, H, W, 3]`` and bool ``masks [L, H, W]`` of its span."""
+        """Write one item: ``frames [L, H, W, 3]`` and ``masks [L, H, W]`` of its span (uint8: S4/MS3 binary,
+        AVSS class ids)."""
         rec = item.record
         category = safe_folder((rec.get("meta") or {}).get("category"))
         paths = self.paths(item, category)
         frames, masks = _resized(frames, masks.astype(np.uint8), self.size)
         for t, (fp, mp) in enumerate(zip(paths["frames"], paths["masks"])):
             self._write_frame(fp, frames[t], rec["frames"][item.start + t])
-            self._write_mask(mp, masks[t] > 0)
+            self._write_mask(mp, masks[t])
         wav = self._write_wav(item, paths["wav"])
         if self.write_pickles:
             self._write_pickle(paths["pkl"], wav)
@@ -268,11 +262,13 @@ class LayoutWriter:
 
     def _write_mask(self, path: Path, mask: np.ndarray) -> None:
         if self.layout == "s4":
-            _save(path, Image.fromarray(mask), format="PNG")  # mode "1": 1-bit
+            _save(path, Image.fromarray(mask > 0), format="PNG")  # mode "1": 1-bit
         elif self.layout == "ms3":
-            _save(path, Image.fromarray(mask.astype(np.uint8) * 255, mode="L"), format="PNG")
+            _save(path, Image.fromarray((mask > 0).astype(np.uint8) * 255, mode="L"), format="PNG")
         else:
-            image = Image.fromarray(mask.astype(np.uint8) * np.uint8(self.avss_class), mode="P")
+            from openavs_st.data.store import avss_palette_bytes
+
+            image = Image.fromarray(mask.astype(np.uint8), mode="P")
             image.putpalette(avss_palette_bytes())
             _save(path, image, format="PNG")
 
@@ -305,7 +301,7 @@ class LayoutWriter:
             pickle.dump(torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)), fh)
 
     def finish(self, label2idx: Path | None) -> None:
-        """Write the metadata CSV (and, for AVSS, ``label2idx.json``)."""
+        """Write the metadata CSV (and, for AVSS, ``label2idx.json``: a copy of ``label2idx``)."""
         if self.layout == "s4":
             write_csv(self.base / "s4_meta_data.csv", ["name", "start", "category", "split"], self.rows)
         elif self.layout == "ms3":
@@ -323,6 +319,14 @@ class LayoutWriter:
 
 
 # -------------------------------------------------------------------------------------------- export
+
+
+def _is_semantic(store: Path) -> bool:
+    """Whether every ok clip of ``store`` has class-index maps (a store labelled with ``labeler.semantic``)."""
+    from openavs_st.data.store import LABEL2IDX, is_ok, load_records
+
+    records = [r for r in load_records(store).values() if is_ok(r)]
+    return (store / LABEL2IDX).is_file() and bool(records) and all("classes" in r for r in records)
 
 
 def check_out(out: Path, store: Path) -> None:
@@ -394,7 +398,13 @@ def export_store(
     store_root, out = Path(store).expanduser(), Path(out).expanduser()
     if not store_root.is_dir():
         raise ExportError(f"store={store_root}: no such folder (a pseudo-label store from python -m pseudolabel)")
-    labels = PseudoLabelStore(store_root, compute_log_mel=False)
+    semantic = layout == "avss" and _is_semantic(store_root)
+    labels = PseudoLabelStore(store_root, compute_log_mel=False, semantic=semantic)
+    if semantic:
+        if len(labels.class_names or ()) != AVSS_NUM_CLASSES:
+            raise ExportError(f"store={store_root}: its label2idx.json has {len(labels.class_names or ())} classes; "
+                              f"the AVSS layout has {AVSS_NUM_CLASSES}")
+        label2idx = label2idx or store_root / "label2idx.json"
     check_out(out, store_root)
     items, skipped = plan(labels.records, layout, clip_length)
     if not items:
@@ -406,7 +416,7 @@ def export_store(
         shutil.rmtree(partial)  # what a killed export left
     base = partial / DATASET_FOLDER[layout]
     writer = LayoutWriter(base, store_root, layout, split=split, size=size, write_pickles=write_pickles,
-                          avss_class=int(avss_class), jpeg_quality=int(jpeg_quality))
+                          jpeg_quality=int(jpeg_quality))
     index = {rec["id"]: i for i, rec in enumerate(labels.records)}
     loaded: tuple[str, Any] | None = None
     try:
@@ -415,7 +425,11 @@ def export_store(
                 loaded = (item.record["id"], labels[index[item.record["id"]]])
             clip = loaded[1]
             span = slice(item.start, item.start + item.length)
-            writer.write(item, clip.frames[span], clip.masks[span] > 0)
+            if semantic:
+                values = clip.masks[span].astype(np.uint8)
+            else:
+                values = (clip.masks[span] > 0).astype(np.uint8) * np.uint8(avss_class if layout == "avss" else 1)
+            writer.write(item, clip.frames[span], values)
         writer.finish(label2idx)
         marker = {
             "pseudo_labels": True,
@@ -435,7 +449,8 @@ def export_store(
                 "clip_length": clip_length,
                 "resize": size,
                 "write_pickles": write_pickles,
-                "avss_class": int(avss_class) if layout == "avss" else None,
+                "avss_class": int(avss_class) if layout == "avss" and not semantic else None,
+                "semantic": semantic,
                 "category_fallback": UNKNOWN_CATEGORY,
             },
             "created_by": "python -m pseudolabel.export_avsbench",

@@ -11,9 +11,10 @@ name are split into lower-case words with a crude English singular (``dogs`` -> 
 3. otherwise the classes whose **last word** is a word of the phrase (``guitar`` -> acoustic guitar,
    electric guitar).
 
-:meth:`PhraseMatcher.matches` returns every class of the first rule that matches; :meth:`PhraseMatcher.best`
-picks one: the longest match (in words), ties going to the match that ends last in the phrase (object
-phrases put the object last: "a man playing the guitar" -> guitar).
+:meth:`PhraseMatcher.matches` returns every class of the first rule that matches (the cam grounder looks for
+all of them); :meth:`PhraseMatcher.best` picks one, weighing rules 1 and 2 together: the longest match (in
+words), ties going to the match that ends last in the phrase (object phrases put the object last: "a man
+playing the guitar" -> guitar).
 """
 
 from __future__ import annotations
@@ -105,43 +106,67 @@ class PhraseMatcher:
                 out.append(int(item))
         return out
 
-    def candidates(self, phrase: str) -> list[Match]:
-        """Every class of the first rule that matches ``phrase`` (empty when none does)."""
-        phrase_words = words(phrase)
+    def _family_matches(self, phrase_words: list[str]) -> dict[int, Match]:
         found: dict[int, Match] = {}
         for synonyms, classes in self._families:
-            hits = [(len(s), find(phrase_words, s)) for s in synonyms]
-            hits = [(length, end) for length, end in hits if end >= 0]
+            hits = [(len(s), end) for s in synonyms if (end := find(phrase_words, s)) >= 0]
             if hits:
                 length, end = max(hits)
                 for index in classes:
                     old = found.get(index)
                     if old is None or (length, end) > (old.length, old.end):
                         found[index] = Match(index, 1, length, end)
-        if not found:
-            content = [word for word in phrase_words if word not in STOPWORDS]
-            for index, name in enumerate(self._name_words):
-                end = find(content, name)
-                if end >= 0:
-                    found[index] = Match(index, 2, len(name), end)
-            if not found:
-                for index, name in enumerate(self._name_words):
-                    if len(name) > 1 and name[-1] in content:
-                        found[index] = Match(index, 3, 1, max(i for i, w in enumerate(content) if w == name[-1]) + 1)
+        return found
+
+    @staticmethod
+    def _content(phrase_words: list[str]) -> tuple[list[str], list[int]]:
+        """The phrase's words without stop words, and where each stands in the phrase."""
+        kept = [i for i, word in enumerate(phrase_words) if word not in STOPWORDS]
+        return [phrase_words[i] for i in kept], kept
+
+    def _name_matches(self, phrase_words: list[str]) -> dict[int, Match]:
+        content, where = self._content(phrase_words)
+        return {
+            index: Match(index, 2, len(name), where[end - 1] + 1)
+            for index, name in enumerate(self._name_words)
+            if (end := find(content, name)) >= 0
+        }
+
+    def _last_word_matches(self, phrase_words: list[str]) -> dict[int, Match]:
+        content, where = self._content(phrase_words)
+        return {
+            index: Match(index, 3, 1, where[max(i for i, word in enumerate(content) if word == name[-1])] + 1)
+            for index, name in enumerate(self._name_words)
+            if len(name) > 1 and name[-1] in content
+        }
+
+    def _kept(self, found: dict[int, Match]) -> list[Match]:
         return sorted((m for m in found.values() if m.index not in self._skip), key=lambda m: m.index)
+
+    def candidates(self, phrase: str) -> list[Match]:
+        """Every class of the first rule that matches ``phrase`` (empty when none does)."""
+        phrase_words = words(phrase)
+        for rule in (self._family_matches, self._name_matches, self._last_word_matches):
+            found = self._kept(rule(phrase_words))
+            if found:
+                return found
+        return []
 
     def matches(self, phrase: str) -> list[int]:
         """Indices of every class of the first rule that matches ``phrase``, ascending."""
         return [m.index for m in self.candidates(phrase)]
 
     def best(self, phrase: str) -> int | None:
-        """The one class ``phrase`` names best: a class named exactly by the phrase, else the longest match,
-        ties to the one ending last in the phrase, then the lowest index; None when nothing matches."""
-        exact = words(phrase)
+        """The one class ``phrase`` names best: a class named exactly by the phrase; else, among the family
+        and whole-name matches together ("a man playing the violin" names both), the longest, ties to the
+        one ending last in the phrase, then the lowest index; else a last-word match; None when nothing
+        matches."""
+        phrase_words = words(phrase)
         for index, name in enumerate(self._name_words):
-            if name == exact and index not in self._skip:
+            if name == phrase_words and index not in self._skip:
                 return index
-        found = self.candidates(phrase)
+        found = self._kept({**self._name_matches(phrase_words), **self._family_matches(phrase_words)})
+        found = found or self._kept(self._last_word_matches(phrase_words))
         if not found:
             return None
         return max(found, key=lambda m: (m.length, m.end, -m.index)).index

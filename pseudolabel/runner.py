@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -60,6 +60,16 @@ class ClipWork:
         return not self.pending or (self.future is not None and self.future.done())
 
 
+class Labels(NamedTuple):
+    """What a labeler's ``finish`` gives for one clip (a plain ``(masks, record)`` pair also does): ``masks
+    [T, H, W]`` bool, the manifest record and, from a labeler with ``semantic`` set, ``classes [T, H, W]``
+    class-index maps (0 = background) for a store opened with the labeler's ``class_names``."""
+
+    masks: np.ndarray
+    record: dict[str, Any]
+    classes: np.ndarray | None = None
+
+
 class Labeler(Protocol):
     """What the runner needs of a labeler (see the module docstring)."""
 
@@ -76,7 +86,7 @@ class Labeler(Protocol):
 
     async def resolve(self, work: Any, session: Any) -> None: ...
 
-    def finish(self, works: Sequence[Any]) -> list[tuple[np.ndarray, dict[str, Any]]]: ...
+    def finish(self, works: Sequence[Any]) -> list[Labels | tuple[np.ndarray, dict[str, Any]]]: ...
 
     def failure_record(self, work: Any) -> dict[str, Any]: ...
 
@@ -260,9 +270,10 @@ class Runner:
             for work in works:
                 self._finish([work])
             return
-        for work, (masks, record) in zip(works, results, strict=True):
+        for work, result in zip(works, results, strict=True):
+            labels = Labels(*result)
             try:
-                self.stats.records.append(self.writer.write(work.clip, masks, record))
+                self.stats.records.append(self.writer.write(work.clip, labels.masks, labels.record, labels.classes))
             except Exception as exc:  # noqa: BLE001
                 self._fail(work.clip.id, failure_reason(exc), "write", self.labeler.failure_record(work))
                 continue

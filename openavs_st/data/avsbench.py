@@ -51,6 +51,18 @@ SPLITS = ("train", "val", "test")
 # AVSS: 70 categories + background (avss/config.py NUM_CLASSES = 71).
 AVSS_NUM_CLASSES = 71
 AVSS_NUM_FRAMES = 10
+# The 71 AVSS classes in index order: AVSBench-semantic's label2idx.json (OpenNLPLab/AVSBench, AVSS release)
+# numbers 'background' 0 and the 70 object classes 1..70 in alphabetical order (hyphens as in the file).
+AVSS_CLASSES = (
+    "background", "accordion", "airplane", "axe", "baby", "bassoon", "bell", "bird", "boat", "boy", "bus", "car",
+    "cat", "cello", "clarinet", "clipper", "clock", "dog", "donkey", "drum", "duck", "elephant", "emergency-car",
+    "erhu", "flute", "frying-food", "girl", "goose", "guitar", "gun", "guzheng", "hair-dryer", "handpan",
+    "harmonica", "harp", "helicopter", "hen", "horse", "keyboard", "leopard", "lion", "man", "marimba",
+    "missile-rocket", "motorcycle", "mower", "parrot", "piano", "pig", "pipa", "saw", "saxophone", "sheep",
+    "sitar", "sorna", "squirrel", "tabla", "tank", "tiger", "tractor", "train", "trombone", "truck", "trumpet",
+    "tuba", "ukulele", "utv", "vacuum-cleaner", "violin", "wolf", "woman",
+)
+assert len(AVSS_CLASSES) == AVSS_NUM_CLASSES
 
 
 # --------------------------------------------------------------------------------------------- io
@@ -521,14 +533,23 @@ class AVSSReader(AVSBenchReader):
 
     def class_names(self) -> list[str]:
         """Category names in index order from ``label2idx.json``."""
-        path = self.root / "label2idx.json"
-        if not path.is_file():
-            raise ClipError(f"missing file: {path}")
-        try:
-            mapping = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ClipError(f"unreadable JSON {path}: {exc}") from None
-        return [name for name, _ in sorted(mapping.items(), key=lambda kv: int(kv[1]))]
+        return read_label2idx(self.root / "label2idx.json")
+
+
+def read_label2idx(path: Path) -> list[str]:
+    """The class names of an AVSBench-style ``label2idx.json`` (``{name: index}``) in index order; a
+    :class:`ClipError` naming the file when it is missing, unreadable, or its indices are not 0..K-1."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipError(f"missing file: {path}")
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+        indices = sorted(int(index) for index in mapping.values())
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise ClipError(f"unreadable label2idx {path}: {exc}") from None
+    if indices != list(range(len(indices))):
+        raise ClipError(f"{path}: the class indices must be 0..{len(indices) - 1}, each once")
+    return [name for name, _ in sorted(mapping.items(), key=lambda kv: int(kv[1]))]
 
 
 def _check_mask_size(mask: np.ndarray, frame: np.ndarray, path: Path) -> None:

@@ -7,6 +7,8 @@ A store is a folder any reader can open without this package::
     audio/<clip>.logmel.npz      its VGGish log-mel, written by the first reader (a cache:
                                  openavs_st.data.logmel_cache)
     masks/<clip>/<t>.png         binary masks, 0/255
+    classes/<clip>/<t>.png       semantic stores only: class-index maps (palette png, 0 = background)
+    label2idx.json               semantic stores only: the class names, ``{name: index}`` as AVSBench-semantic
     manifest.jsonl               one JSON record per clip (written last: a clip without a record
                                  does not exist)
     manifest.shard-<i>-of-<n>.jsonl   the same, written by shard i of n; all manifests concatenate
@@ -42,7 +44,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from openavs_st.data.avsbench import read_image
+from openavs_st.data.avsbench import read_image, read_label2idx
 from openavs_st.data.clip import Clip, ClipError
 from openavs_st.data.redact import scrub_secrets, scrub_text
 from openavs_st.data.store_lock import WriterLock
@@ -69,6 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
+LABEL2IDX = "label2idx.json"  # a semantic store's class names
 IMAGE_FORMATS = ("png", "jpg")
 DEFAULT_MAX_SIDE = 1024  # longest side of a stored frame (store.max_side)
 # Record fields naming the clip and its files: written as they are.
@@ -181,6 +184,8 @@ class StoreWriter:
         max_side: frames (and their masks) whose longer side exceeds this are stored scaled down to it, the
             record's ``original_size`` giving their size before (``frames_info`` boxes are in those pixels);
             None stores every size as it is.
+        class_names: a semantic store's classes in index order (0 = background), written to ``label2idx.json``;
+            a store holds one class set, so names differing from an existing ``label2idx.json`` are an error.
 
     A writer holds the lock of its shard manifest (:mod:`openavs_st.data.store_lock`) from creation to
     :meth:`close` (or the end of a ``with`` block, or of the process): a second writer of the same shard
@@ -199,6 +204,7 @@ class StoreWriter:
         image_format: str = "png",
         retry_failed: bool = False,
         max_side: int | None = DEFAULT_MAX_SIDE,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         index, count = shard
         if count < 1 or not 0 <= index < count:
@@ -223,6 +229,24 @@ class StoreWriter:
         self._remove_stale_temporaries()
         self.records = load_records(self.root)
         self.counts = {"ok": 0, "failed": 0, "skipped": 0}
+        self.class_names = None if class_names is None else [str(name) for name in class_names]
+        if self.class_names is not None:
+            self._write_label2idx(self.class_names)
+
+    def _write_label2idx(self, names: list[str]) -> None:
+        path = self.root / LABEL2IDX
+        if path.is_file():
+            existing = read_label2idx(path)
+            if existing != names:
+                raise ValueError(
+                    f"{path}: this store's classes ({len(existing)}: {', '.join(existing[:4])} ...) differ from the "
+                    f"labeler's ({len(names)}: {', '.join(names[:4])} ...); label into a new store"
+                )
+            return
+        if len(set(names)) != len(names) or not 2 <= len(names) <= 256:
+            raise ValueError(f"class_names must be 2..256 distinct names (0 = background), got {len(names)}")
+        text = json.dumps({name: i for i, name in enumerate(names)}, indent=1) + "\n"
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), self.tmp_tag)
 
     def _repair_torn_manifest(self) -> None:
         """Cut a torn last line (a job killed mid-append) so the next record starts cleanly."""
@@ -293,15 +317,22 @@ class StoreWriter:
             os.fsync(fh.fileno())
         self.records[record["id"]] = record
 
-    def write(self, clip: Clip, masks: np.ndarray, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Store a labelled clip: its frames, audio, ``masks [T, H, W]`` (bool or 0/1) and record."""
+    def write(
+        self, clip: Clip, masks: np.ndarray, record: Mapping[str, Any] | None = None, classes: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """Store a labelled clip: its frames, audio, ``masks [T, H, W]`` (bool or 0/1), record and, in a
+        semantic store (``class_names``), its ``classes [T, H, W]`` class-index maps."""
         self._check_open()
         cid = safe_clip_dir(clip.id)
         masks = np.asarray(masks) > 0
         if masks.shape != clip.frames.shape[:3]:
             raise ClipError(f"clip {clip.id!r}: masks {masks.shape} do not match frames {clip.frames.shape[:3]}")
+        if classes is not None:
+            classes = self._check_classes(clip, classes)
         frames, masks, capped = _cap_size(clip.frames, masks, self.max_side)
-        frame_paths, mask_paths = [], []
+        if classes is not None and capped:
+            classes = _resize_nearest(classes, frames.shape[1:3])
+        frame_paths, mask_paths, class_paths = [], [], []
         for t in range(clip.num_frames):
             fp = f"frames/{cid}/{t}.{self.image_format}"
             mp = f"masks/{cid}/{t}.png"
@@ -309,6 +340,10 @@ class StoreWriter:
             atomic_write(self.root / mp, _image_writer(masks[t].astype(np.uint8) * 255, "png"), self.tmp_tag)
             frame_paths.append(fp)
             mask_paths.append(mp)
+            if classes is not None:
+                cp = f"classes/{cid}/{t}.png"
+                atomic_write(self.root / cp, _palette_writer(classes[t]), self.tmp_tag)
+                class_paths.append(cp)
         audio_path = None
         if clip.waveform is not None:
             audio_path = f"audio/{cid}.wav"
@@ -331,11 +366,26 @@ class StoreWriter:
             "mask_area": [float(masks[t].mean()) for t in range(clip.num_frames)],
             "meta": {**clip.meta, **dict((record or {}).get("meta", {}))},
         }
+        if classes is not None:
+            rec["classes"] = class_paths
         if capped:
             rec["original_size"] = list(clip.size)
         self._append(rec)
         self.counts["ok"] += 1
         return rec
+
+    def _check_classes(self, clip: Clip, classes: np.ndarray) -> np.ndarray:
+        if self.class_names is None:
+            raise ValueError(f"clip {clip.id!r}: class maps given to a store opened without class_names")
+        classes = np.asarray(classes)
+        if classes.shape != clip.frames.shape[:3] or not np.issubdtype(classes.dtype, np.integer):
+            raise ClipError(
+                f"clip {clip.id!r}: class maps must be integer [T, H, W] = {clip.frames.shape[:3]}, got "
+                f"{classes.dtype} {classes.shape}"
+            )
+        if classes.size and (classes.min() < 0 or classes.max() >= len(self.class_names)):
+            raise ClipError(f"clip {clip.id!r}: class ids must be in 0..{len(self.class_names) - 1}")
+        return classes.astype(np.uint8)
 
     def write_failure(self, clip_id: str, reason: str, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Record that ``clip_id`` failed (the job goes on with the next clip)."""
@@ -363,8 +413,33 @@ def _cap_size(frames: np.ndarray, masks: np.ndarray, max_side: int | None) -> tu
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2: (width, height)
     small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-    small_masks = np.stack([cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) for m in masks])
-    return small, small_masks > 0, True
+    return small, _resize_nearest(masks.astype(np.uint8), small.shape[1:3]) > 0, True
+
+
+def _resize_nearest(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``maps [T, H, W]`` (uint8) resized to ``size`` (height, width) by nearest neighbour."""
+    import cv2
+
+    return np.stack([cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) for m in maps])
+
+
+def _palette_writer(class_map: np.ndarray) -> Any:
+    """A class-index map as a palette png in AVSBench-semantic's colours (its pixel values are the ids)."""
+
+    def write(tmp: Path) -> None:
+        image = Image.fromarray(class_map.astype(np.uint8), mode="P")
+        image.putpalette(avss_palette_bytes())
+        image.save(tmp, format="PNG")
+
+    return write
+
+
+def avss_palette_bytes() -> list[int]:
+    """AVSBench-semantic's colour map as a PIL palette (256 RGB triples, unused entries black)."""
+    from openavs_st.data.avsbench import avss_palette
+
+    pal = avss_palette().reshape(-1).tolist()
+    return pal + [0] * (768 - len(pal))
 
 
 def _image_writer(array: np.ndarray, fmt: str) -> Any:
@@ -410,6 +485,9 @@ class PseudoLabelStore(Sequence[Clip]):
         window: read clips as windows of this many frames (see above); None: whole clips.
         compute_log_mel: give clips their VGGish log-mels (pad "repeat"); False leaves ``log_mel`` None.
         cache_log_mel: read and write the log-mel cache (False: compute it on every access).
+        semantic: clips' masks are the class-index maps of a semantic store (``classes``; names in
+            :attr:`class_names`) instead of the binary masks; a store labelled without ``labeler.semantic`` is
+            a :class:`ClipError` saying so.
     """
 
     def __init__(
@@ -420,6 +498,7 @@ class PseudoLabelStore(Sequence[Clip]):
         window: int | None = None,
         compute_log_mel: bool = True,
         cache_log_mel: bool = True,
+        semantic: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -436,6 +515,16 @@ class PseudoLabelStore(Sequence[Clip]):
         if num_frames is not None:
             ok = [r for r in ok if r.get("num_frames") == num_frames]
         self.records = sorted(ok, key=lambda r: r["id"])
+        self.semantic = bool(semantic)
+        self.class_names = read_label2idx(self.root / LABEL2IDX) if (self.root / LABEL2IDX).is_file() else None
+        if self.semantic:
+            plain = [r["id"] for r in self.records if "classes" not in r]
+            if self.class_names is None or plain:
+                what = f"clips {plain[:3]} have" if plain else f"it has no {LABEL2IDX}, so it"
+                raise ClipError(
+                    f"{self.root}: a semantic read needs class maps, but {what} only binary masks; label the "
+                    "clips with labeler.semantic=avss (or a label2idx.json) into a new store"
+                )
         self.window = None if window is None else int(window)
         # (record index, first frame) of every item
         self.items = [
@@ -469,7 +558,10 @@ class PseudoLabelStore(Sequence[Clip]):
     def __getitem__(self, index: int) -> Clip:  # type: ignore[override]
         rec, start, stop = self._span(index)
         frames = self._read_images(rec, "frames", start, stop)
-        masks = self._read_images(rec, "masks", start, stop, size=frames.shape[1:3])
+        if self.semantic:
+            masks = self._read_images(rec, "classes", start, stop, size=frames.shape[1:3])
+        else:
+            masks = (self._read_images(rec, "masks", start, stop, size=frames.shape[1:3]) > 127).astype(np.uint8)
         wave = sr = mel = None
         if rec.get("audio"):
             from openavs_st.data.audio import load_audio
@@ -479,17 +571,18 @@ class PseudoLabelStore(Sequence[Clip]):
                 mel = self._log_mel(rec, wave, sr)[start:stop]
             wave = wave[start * sr : stop * sr]
         meta = {**rec.get("meta", {}), "labeler": rec.get("labeler"), "config_hash": rec.get("config_hash")}
-        clip = Clip(self.ids[index], frames, wave, sr, mel, (masks > 127).astype(np.uint8), meta=meta)
+        clip = Clip(self.ids[index], frames, wave, sr, mel, masks, meta=meta)
         return clip if self.window is None or clip.num_frames == self.window else clip.window(0, self.window)
 
     def _read_images(
         self, record: Mapping[str, Any], key: str, start: int, stop: int, size: tuple[int, int] | None = None
     ) -> np.ndarray:
-        """Images ``start..stop-1`` of a record's ``frames`` (RGB) or ``masks`` (grey), all of ``size`` (default:
-        the first one's); a :class:`ClipError` naming the clip and the file otherwise."""
+        """Images ``start..stop-1`` of a record's ``frames`` (RGB), ``masks`` (grey) or ``classes`` (palette
+        indices), all of ``size`` (default: the first one's); a :class:`ClipError` naming the clip and the file
+        otherwise."""
         images = []
         for rel in record[key][start:stop]:
-            image = read_image(self.root / rel, "RGB" if key == "frames" else "L")
+            image = read_image(self.root / rel, {"frames": "RGB", "masks": "L", "classes": "P"}[key])
             size = size or image.shape[:2]
             if image.shape[:2] != tuple(size):
                 raise ClipError(

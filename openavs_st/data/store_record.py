@@ -45,6 +45,11 @@ RECORD_FIELDS = (
     RecordField("audio", (str, type(None)), "ok", "the 16-bit wav, relative to the store; null without audio"),
     RecordField("mask_area", (list,), "ok", "foreground fraction of each of the T masks"),
     RecordField("meta", (dict,), "ok", "the clip's metadata (category, source, pairing ...) and the labeler's"),
+    RecordField(
+        "classes", (list,), "optional",
+        "semantic stores: T class-index map paths (palette png, 0 = background; class names in the store's "
+        "label2idx.json)",
+    ),
     RecordField("frames_info", (list,), "optional", "per frame: valid, texts, phrases, boxes, scores, mask_area"),
     RecordField("timings", (dict,), "optional", "seconds spent per stage"),
     RecordField("llm", (dict, type(None)), "optional", "LLM use: calls, cache_hits, prompt/completion_tokens, cost_usd"),
@@ -81,7 +86,7 @@ def check_record(record: Any, *, complete: bool = False, where: str = "") -> Non
             names = " or ".join("null" if t is type(None) else t.__name__ for t in field.types)
             raise ClipError(f"{where}{field.name!r} of clip {record.get('id')!r} must be {names}, got {value!r:.80}")
     if complete and record["status"] == STATUS_OK:
-        bad = [name for name in _PER_FRAME if len(record[name]) != record["num_frames"]]
+        bad = [name for name in (*_PER_FRAME, "classes") if name in record and len(record[name]) != record["num_frames"]]
         if bad:
             raise ClipError(f"{where}clip {record['id']!r} has num_frames={record['num_frames']} but {bad} differ in length")
 

@@ -48,7 +48,7 @@ class StoreSource(ClipSource):
         window = (data_cfg or {}).get("num_frames")
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise ConfigError(f"{data_key}.num_frames must be a positive number of frames or null, got {window!r}")
-        return cls(root, window=window)
+        return cls(root, window=window, semantic=bool((data_cfg or {}).get("semantic", False)))
 
     def load(self, clip_id: str) -> Clip:
         try:
