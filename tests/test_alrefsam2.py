@@ -332,6 +332,16 @@ def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
     cached = [json.loads(p.read_text()) for p in (out / "llm_cache").rglob("*.json")]
     assert len(cached) == requests
     assert all("base64" not in json.dumps(entry) for entry in cached)
+    from openavs_st.data.store import StoreWriter
+
+    llm = {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0, "seed": 0, "max_tokens": 256,
+           "cache_dir": str(out / "llm_cache")}  # the preset's generation settings: the same requests
+    config = alref_config(models, llm=llm)
+    config["grounder"]["box_threshold"] = threshold
+    again = run_labeler(build_labeler(config), source, StoreWriter(tmp_path / "again", labeler="again"), progress=False, limit=1)
+    assert again.clips_ok == 1 and again.llm_calls == 0 and again.llm_cost_usd == 0.0  # the server is closed
+    assert again.llm_cache_hits == records[source.ids[0]]["llm"]["requests"] == 2
+    np.testing.assert_array_equal(PseudoLabelStore(tmp_path / "again")[0].masks, store[0].masks)
 
 
 def test_no_category_or_silent_audio_gives_empty_masks_and_counts_the_requests(
