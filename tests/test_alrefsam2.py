@@ -347,30 +347,39 @@ def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
 def test_no_category_or_silent_audio_gives_empty_masks_and_counts_the_requests(
     models: dict[str, Path], s4_root: Path, tmp_path: Path
 ) -> None:
-    server = StripServer(STRIP_SIZE, reference="I cannot see what sounds.")
-    cfg = {
-        "name": "alrefsam2_test",
-        "mode": "alrefsam2",
-        "alm": {"ast": {"name": "ast", "model": str(models["ast"])}},
-        "llm": {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0},
-        "grounder": {"name": "grounding_dino", "model": str(models["dino"])},
-        "video_segmenter": {"name": "sam2_video", "model": str(models["sam2_video"])},
-        "strip": {"frame_height": None},
-    }
-    try:
-        labeler = build_labeler(cfg)
-        assert isinstance(labeler, ALRefSAM2Labeler)
-        from openavs_st.data.store import StoreWriter
+    """An answer naming nothing: one request, empty masks. A clip whose audio is digital silence (clip 0,
+    its wav zeroed): no tags, no request, empty masks, frames marked silent."""
+    import shutil
 
-        source = AVSBenchSource("avsbench_s4", s4_root, "test")
+    import soundfile as sf
+
+    from openavs_st.data.store import StoreWriter
+
+    root = tmp_path / "s4"
+    shutil.copytree(s4_root, root)
+    source = AVSBenchSource("avsbench_s4", root, "test")
+    quiet = source.ids[0]
+    (wav,) = [p for p in root.rglob("*.wav") if p.stem == quiet]
+    samples, rate = sf.read(wav, dtype="float32")
+    sf.write(wav, np.zeros_like(samples), rate)
+    server = StripServer(STRIP_SIZE, reference="I cannot see what sounds.")
+    try:
+        llm = {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0}
+        labeler = build_labeler(alref_config(models, llm=llm))
+        assert isinstance(labeler, ALRefSAM2Labeler)
         stats = run_labeler(labeler, source, StoreWriter(tmp_path / "store", labeler="alrefsam2"), progress=False)
     finally:
         server.close()
-    assert server.errors == [] and stats.clips_ok == 3 and stats.llm_calls == 3
-    for record in load_records(tmp_path / "store").values():
-        assert record["referents"] == [] and record["reference"]["notes"] == ["no category named: empty masks"]
-        assert record["mask_area"] == [0.0] * 5 and record["llm"]["requests"] == 1
-        assert record["llm"]["cost_known"] is False  # gpt-4o has no price in the backend's own table
+    assert server.errors == [] and stats.clips_ok == 3 and stats.llm_calls == 2 and len(server.kinds) == 2
+    for clip_id, record in load_records(tmp_path / "store").items():
+        assert record["referents"] == [] and record["mask_area"] == [0.0] * 5
+        if clip_id == quiet:
+            assert "llm" not in record and record["tags"] == [] and record["reference"]["answer"] is None
+            assert [f["audio"] for f in record["frames_info"]] == ["silent"] * 5
+        else:
+            assert record["reference"]["notes"] == ["no category named: empty masks"]
+            assert record["llm"]["requests"] == 1 and len(record["tags"]) == 3
+            assert record["llm"]["cost_known"] is False  # gpt-4o has no price in the backend's own table
 
 
 def test_config_errors_name_the_key(models: dict[str, Path]) -> None:
