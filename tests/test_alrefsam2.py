@@ -476,3 +476,18 @@ def test_a_local_vlm_answers_from_the_strip_and_the_prompt(models: dict[str, Pat
     assert llm["backend"] == "vlm" and llm["raw_responses"] == [direct] and llm["requests"] == llm["calls"] == 1
     assert llm["cost_known"] is False
     assert record["referents"] == [] and record["mask_area"] == [0.0] * 5
+
+
+def test_long_clips_show_evenly_spaced_frames_and_are_tagged_by_windows(models: dict[str, Path]) -> None:
+    config = alref_config(models, llm={"name": "openai"}, strip={"max_frames": 4}, tag_window_s=10.0)
+    labeler = build_labeler(config)
+    assert labeler.strip_positions(list(range(10))) == [0, 3, 6, 9]
+    assert labeler.strip_positions([2, 5, 7]) == [2, 5, 7]
+    rate = 16000
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, 24 * rate).astype(np.float32)
+    wave[10 * rate : 20 * rate] *= 0.01
+    (tagger,) = labeler.taggers
+    # windows [0, 10) s, [10, 20) s, [20, 24) s; each label's score is its best window's
+    scores = tagger.scores([wave[: 10 * rate], wave[10 * rate : 20 * rate], wave[20 * rate :]], rate).max(axis=0)
+    order = [i for i in np.argsort(-scores, kind="stable") if tagger.labels[i] != "Silence"]
+    assert labeler.tag(wave, rate) == [(tagger.labels[i], round(float(scores[i]), 4)) for i in order]

@@ -7,8 +7,11 @@ Per clip:
 1. **Tags**: the top ``num_tags`` (5) AudioSet labels of the whole clip from each audio tagger of
    ``labeler.alm`` (``ast``, ``clap``, ``yamnet``, ``beats``; several taggers: the union, as the original's
    MS3/AVSS runs with two BEATs checkpoints); the tagger's excluded labels (AudioSet's Silence) never count.
+   A clip longer than ``tag_window_s`` (10 s) is scored in windows of that length, each label's score the
+   maximum over the windows.
 2. **Frame strip**: the clip's labeled frames tiled left to right (two rows above five frames), numbered
-   1..N in circles (:mod:`pseudolabel.alrefsam2.strip`).
+   1..N in circles (:mod:`pseudolabel.alrefsam2.strip`); a clip with more than ``strip.max_frames`` (10)
+   shows that many, evenly spaced (their clip frames are in the record's ``strip_frames``).
 3. **Reference unification + pivot frame**: ONE multimodal LLM request with the tags, the instructions,
    the closed category list when there is one, and the strip as an image; the answer is parsed into
    ``{category: pivot frame}`` (:mod:`pseudolabel.alrefsam2.answers`).
@@ -77,7 +80,7 @@ class Referent:
     """One sounding-object category of a clip and how its prompt box was found."""
 
     category: str
-    pivot_number: int  # 1-based, as numbered on the strip
+    pivot_number: int  # 1-based position on the strip, as numbered there
     pivot_t: int  # the clip's frame index
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # top candidates, xyxy px
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -108,6 +111,7 @@ class Referenced(ClipWork):
     """A clip through AL-Ref-SAM2's stages (``pending`` until its referents and boxes are known)."""
 
     valid: list[int] = field(default_factory=list)
+    shown: list[int] = field(default_factory=list)  # the clip frames on the strip, in order
     silent: bool = False
     tags: list[tuple[str, float]] = field(default_factory=list)
     strip: np.ndarray | None = None
@@ -136,6 +140,8 @@ class ALRefSAM2Labeler:
         several: ask for every sounding object (MS3/AVSS prompt) instead of the one sounding object (S4).
         max_boxes: candidate boxes per category (3).
         strip_height: each frame's height in the strip (None: the frames' own); strip_gap: pixels between.
+        strip_frames: at most this many frames on the strip (evenly spaced over the labeled frames).
+        tag_window_s: a clip longer than this is tagged in windows of this length (max over windows).
         reference_prompt, box_prompt: prompt template files (``$name`` placeholders).
     """
 
@@ -156,6 +162,8 @@ class ALRefSAM2Labeler:
         max_boxes: int = 3,
         strip_height: int | None = None,
         strip_gap: int = 4,
+        strip_frames: int = 10,
+        tag_window_s: float = 10.0,
         reference_prompt: str | None = None,
         box_prompt: str | None = None,
     ) -> None:
@@ -167,6 +175,10 @@ class ALRefSAM2Labeler:
             raise LabelerConfigError(f"labeler.max_boxes must be 1, 2 or 3 (three box colours), got {max_boxes}")
         if int(num_tags) < 1:
             raise LabelerConfigError(f"labeler.num_tags must be >= 1, got {num_tags}")
+        if int(strip_frames) < 1 or float(tag_window_s) <= 0:
+            raise LabelerConfigError(
+                f"labeler.strip.max_frames must be >= 1 and labeler.tag_window_s > 0, got {strip_frames}, {tag_window_s}"
+            )
         if strip_height is not None and int(strip_height) < 8:
             raise LabelerConfigError(f"labeler.strip_height must be >= 8 pixels or null, got {strip_height}")
         self.name = name
@@ -182,6 +194,8 @@ class ALRefSAM2Labeler:
         self.max_boxes = int(max_boxes)
         self.strip_height = None if strip_height is None else int(strip_height)
         self.strip_gap = int(strip_gap)
+        self.strip_frames = int(strip_frames)
+        self.tag_window_s = float(tag_window_s)
         self.reference_file = reference_prompt or answers.REFERENCE_PROMPT
         self.box_file = box_prompt or answers.BOX_PROMPT
         self.reference_template = answers.load_template(self.reference_file)
@@ -226,6 +240,8 @@ class ALRefSAM2Labeler:
             max_boxes=int(cfg.get("max_boxes", 3)),
             strip_height=strip.get("frame_height"),
             strip_gap=int(strip.get("gap", 4)),
+            strip_frames=int(strip.get("max_frames", 10)),
+            tag_window_s=float(cfg.get("tag_window_s", 10.0)),
             reference_prompt=cfg.get("reference_prompt"),
             box_prompt=cfg.get("box_prompt"),
         )
@@ -250,6 +266,8 @@ class ALRefSAM2Labeler:
             "num_tags": self.num_tags,
             "categories": self.categories,
             "several": self.several,
+            "strip_frames": self.strip_frames,
+            "tag_window_s": self.tag_window_s,
             "max_boxes": self.max_boxes,
             "prompt_sha256": self.prompt_sha256,
         }
@@ -278,15 +296,26 @@ class ALRefSAM2Labeler:
 
     def tag(self, wave: np.ndarray, sample_rate: int) -> list[tuple[str, float]]:
         """The clip's tags: each tagger's top ``num_tags`` labels of the whole clip, best first, merged."""
+        window = max(1, round(self.tag_window_s * sample_rate))
+        pieces = [wave[start : start + window] for start in range(0, max(len(wave), 1), window)]
+        if len(pieces) > 1 and len(pieces[-1]) < window // 2:  # a short tail joins the window before it
+            pieces[-2:] = [np.concatenate(pieces[-2:])]
         tags: dict[str, float] = {}
         for tagger in self.taggers:
-            scores = tagger.scores([wave], sample_rate)[0].astype(np.float64)
+            scores = tagger.scores(pieces, sample_rate).astype(np.float64).max(axis=0)
             excluded = tagger.excluded_mask()
             labels = tagger.labels
             order = [i for i in np.argsort(-scores, kind="stable") if not excluded[i]][: self.num_tags]
             for i in order:
                 tags.setdefault(labels[i], round(float(scores[i]), 4))
         return list(tags.items())
+
+    def strip_positions(self, valid: list[int]) -> list[int]:
+        """The frames of ``valid`` the strip shows: all, or ``strip_frames`` evenly spaced ones."""
+        if len(valid) <= self.strip_frames:
+            return list(valid)
+        picks = np.linspace(0, len(valid) - 1, self.strip_frames).round().astype(int)
+        return [valid[i] for i in sorted(set(picks.tolist()))]
 
     def prepare(self, source: Any, clip_id: str) -> Referenced:
         start = time.perf_counter()
@@ -297,14 +326,15 @@ class ALRefSAM2Labeler:
             raise ValueError(f"clip {clip_id!r} has no valid frame")
         if clip.waveform is None:
             raise ValueError(f"clip {clip_id!r} has no waveform to tag (read it with audio='wav')")
-        work = Referenced(clip, len(valid), timings, valid=valid, categories=self.closed_list(source))
+        work = Referenced(clip, len(valid), timings, valid=valid, shown=self.strip_positions(valid),
+                          categories=self.closed_list(source))
         work.silent = is_silent(clip.waveform)
         if work.silent:  # digital silence: nothing sounds, nothing to ask
             return work
         start = time.perf_counter()
         work.tags = self.tag(clip.waveform, clip.sample_rate)
         timings["alm_s"] = time.perf_counter() - start
-        work.strip = draw_strip([clip.frames[t] for t in valid], frame_height=self.strip_height, gap=self.strip_gap)
+        work.strip = draw_strip([clip.frames[t] for t in work.shown], frame_height=self.strip_height, gap=self.strip_gap)
         work.pending = True
         return work
 
@@ -315,8 +345,8 @@ class ALRefSAM2Labeler:
         return self.chat.session()
 
     async def resolve(self, work: Referenced, session: Any) -> None:
-        clip, valid = work.clip, work.valid
-        count = len(valid)
+        clip, shown = work.clip, work.shown
+        count = len(shown)
         text = answers.reference_prompt(
             self.reference_template, num_frames=count, tags=[t for t, _ in work.tags], categories=work.categories,
             several=self.several, where=self.reference_file,
@@ -330,7 +360,7 @@ class ALRefSAM2Labeler:
         work.reference_answer = reply.text
         parsed = answers.parse_references(reply.text, count, work.categories)
         work.reference_notes = parsed.notes
-        work.referents = [Referent(c, k, valid[k - 1]) for c, k in parsed.pivots.items()]
+        work.referents = [Referent(c, k, shown[k - 1]) for c, k in parsed.pivots.items()]
         if not work.referents:
             work.pending = False
             return
@@ -355,13 +385,13 @@ class ALRefSAM2Labeler:
 
     async def _choose_box(self, work: Referenced, referent: Referent, session: Any) -> Any:
         clip = work.clip
-        index = work.valid.index(referent.pivot_t)
+        index = work.shown.index(referent.pivot_t)
         image = draw_strip(
-            [clip.frames[t] for t in work.valid], frame_height=self.strip_height, gap=self.strip_gap,
+            [clip.frames[t] for t in work.shown], frame_height=self.strip_height, gap=self.strip_gap,
             boxes=(index, referent.boxes),
         )
         text = answers.box_prompt(
-            self.box_template, num_frames=len(work.valid), frame=referent.pivot_number, category=referent.category,
+            self.box_template, num_frames=len(work.shown), frame=referent.pivot_number, category=referent.category,
             boxes=referent.boxes, frame_hw=clip.frames.shape[1:3], where=self.box_file,
         )
         count = len(referent.boxes)
@@ -421,6 +451,7 @@ class ALRefSAM2Labeler:
             tags=[{"label": label, "score": score} for label, score in work.tags],
             closed_categories=None if work.categories is None else len(work.categories),
             strip_size=None if work.strip is None else [int(work.strip.shape[1]), int(work.strip.shape[0])],
+            strip_frames=list(work.shown),
             reference={"answer": work.reference_answer, "parsed": {r.category: r.pivot_number for r in work.referents},
                        "notes": list(work.reference_notes)},
             referents=[r.to_dict() for r in work.referents],
