@@ -28,6 +28,15 @@ def tone(seconds: float, sample_rate: int, freq: float) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models run op by op: one thread avoids waiting on a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def describer() -> PengiDescriber:
     return alm.create_alm("pengi", config={}, batch_size=15)

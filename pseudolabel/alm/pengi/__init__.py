@@ -253,8 +253,8 @@ class PengiDescriber(AudioDescriber):
         if config is None:
             if weights is None or not str(weights).strip():
                 raise ComponentConfigError(
-                    f"pengi: set weights: to the path of {variant}.pth (labeler.alm.pengi.weights=/path/{variant}.pth); "
-                    f"{WEIGHTS_SOURCE}"
+                    f"pengi: set weights: to the path of {variant}.pth (labeler.alm.pengi.weights=/path/{variant}.pth; "
+                    f"or another ALM: labeler/alm=[qwen2_5_omni]); {WEIGHTS_SOURCE}"
                 )
             if not Path(weights).is_file():
                 raise ComponentConfigError(
