@@ -279,7 +279,7 @@ def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
     try:
         args = [
             "labeler=alrefsam2", "input=avsbench", "data=avsbench_s4", f"data.root={s4_root}", "split=test",
-            f"output={out}", f"labeler.alm.ast.model={models['ast']}", f"labeler.grounder.model={models['dino']}",
+            f"output={out}", "labeler/alm=[ast]", f"labeler.alm.ast.model={models['ast']}", f"labeler.grounder.model={models['dino']}",
             f"labeler.grounder.box_threshold={threshold}", f"labeler.video_segmenter.model={models['sam2_video']}",
             f"labeler.llm.base_url={server.url}", "+labeler.llm.max_retries=0", "labeler.strip.frame_height=null",
             "progress=false",

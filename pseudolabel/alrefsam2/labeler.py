@@ -295,7 +295,8 @@ class ALRefSAM2Labeler:
     # -- stage 1: load, tag, draw the strip
 
     def tag(self, wave: np.ndarray, sample_rate: int) -> list[tuple[str, float]]:
-        """The clip's tags: each tagger's top ``num_tags`` labels of the whole clip, best first, merged."""
+        """The clip's tags: each tagger's best labels of the whole clip (:meth:`AudioTagger.top_scores`, at most
+        ``num_tags``), best first, merged over the taggers."""
         window = max(1, round(self.tag_window_s * sample_rate))
         pieces = [wave[start : start + window] for start in range(0, max(len(wave), 1), window)]
         if len(pieces) > 1 and len(pieces[-1]) < window // 2:  # a short tail joins the window before it
@@ -303,11 +304,8 @@ class ALRefSAM2Labeler:
         tags: dict[str, float] = {}
         for tagger in self.taggers:
             scores = tagger.scores(pieces, sample_rate).astype(np.float64).max(axis=0)
-            excluded = tagger.excluded_mask()
-            labels = tagger.labels
-            order = [i for i in np.argsort(-scores, kind="stable") if not excluded[i]][: self.num_tags]
-            for i in order:
-                tags.setdefault(labels[i], round(float(scores[i]), 4))
+            for label, score in tagger.top_scores(scores)[: self.num_tags]:  # its top_k, threshold, exclusions
+                tags.setdefault(label, round(score, 4))
         return list(tags.items())
 
     def strip_positions(self, valid: list[int]) -> list[int]:
