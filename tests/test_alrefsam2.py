@@ -180,6 +180,7 @@ class StripServer:
         from PIL import Image
 
         self.kinds: list[str] = []
+        self.texts: list[str] = []
         self.errors: list[str] = []
         server = self
 
@@ -204,6 +205,7 @@ class StripServer:
                     return
                 is_box = "candidates for the category" in text_part["text"]
                 server.kinds.append("box" if is_box else "reference")
+                server.texts.append(text_part["text"])
                 self._send(200, {
                     "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
@@ -318,6 +320,11 @@ def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
             ]
             assert llm["calls"] == 2
     assert len(server.kinds) == requests and server.kinds.count("reference") == len(records)
+    for kind, text in zip(server.kinds, server.texts):
+        if kind == "reference":  # the clip's tags, and the AVSBench object list for an AVSBench input
+            assert "'emergency-car'" in text and "1 to 5" in text and any(f"'{tag}'" in text for tag in TAGS[:3])
+        else:
+            assert "box 1 (green)" in text and "box 2 (magenta)" in text and "frame " in text
     # the masks are the video segmenter's for the chosen boxes; the store reads back and evaluates
     store = PseudoLabelStore(out)
     for clip in store:
