@@ -55,13 +55,11 @@ class EndpointChat:
     async def ask(
         self, session: Any, text: str, image: np.ndarray, cache_if: Callable[[str], bool] | None = None
     ) -> ChatReply:
+        url = await asyncio.to_thread(data_url, image, self.image_format)  # encoding is CPU work: off the loop
         messages = [
             {
                 "role": "user",
-                "content": [
-                    {"type": "text", "text": text},
-                    {"type": "image_url", "image_url": {"url": data_url(image, self.image_format)}},
-                ],
+                "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}],
             }
         ]
         return await session.chat(messages, cache_if=cache_if)

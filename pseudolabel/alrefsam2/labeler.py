@@ -359,6 +359,7 @@ class ALRefSAM2Labeler:
         parsed = answers.parse_references(reply.text, count, work.categories)
         work.reference_notes = parsed.notes
         work.referents = [Referent(c, k, shown[k - 1]) for c, k in parsed.pivots.items()]
+        work.timings["llm_s"] = reply.latency_s
         if not work.referents:
             work.pending = False
             return
@@ -384,8 +385,8 @@ class ALRefSAM2Labeler:
     async def _choose_box(self, work: Referenced, referent: Referent, session: Any) -> Any:
         clip = work.clip
         index = work.shown.index(referent.pivot_t)
-        image = draw_strip(
-            [clip.frames[t] for t in work.shown], frame_height=self.strip_height, gap=self.strip_gap,
+        image = await asyncio.to_thread(  # drawing is CPU work: off the event loop
+            draw_strip, [clip.frames[t] for t in work.shown], frame_height=self.strip_height, gap=self.strip_gap,
             boxes=(index, referent.boxes),
         )
         text = answers.box_prompt(
