@@ -176,10 +176,14 @@ def test_batched_describe_equals_one_call_per_pair(describer: PengiDescriber) ->
     assert len({text for row in batched for text in row}) > 1  # the texts depend on the input
 
 
-def test_no_text_encoder_variant_generates() -> None:
+def test_no_text_encoder_variant_generates_and_stereo_is_averaged() -> None:
     pengi = tiny_model(text_encoder=False)
-    texts = pengi.describe([tone(1.0, 16000, 440.0)], 16000)
+    left, right = tone(1.0, 16000, 440.0), tone(1.0, 16000, 1500.0)
+    texts = pengi.describe([np.stack([left, right])], 16000)
     assert len(texts[0]) == 3 and all(isinstance(t, str) for t in texts[0])
+    assert texts == pengi.describe([(left + right) / 2], 16000)
+    with pytest.raises(ValueError, match="downmix must be one of"):
+        Pengi(pengi.model, pengi.dec_tokenizer, pengi.enc_tokenizer, downmix="left")
 
 
 def test_text_is_cut_at_end_of_text_and_runaway_repetition_is_capped() -> None:

@@ -72,13 +72,17 @@ class Pengi:
             ``' <|endoftext|>'``).
         max_repeats: runaway-repetition cap of :func:`~pseudolabel.alm.pengi.decode.clean_text`.
         crop: ``"center"`` or an int seed, for audio longer than the model's window.
+        downmix: multi-channel clips ``[C, N]``: ``"mean"`` of the channels, or ``"concat"`` (the original's
+            ``reshape(-1)``: the channels one after the other).
     """
 
     def __init__(
         self, model: Any, dec_tokenizer: Any, enc_tokenizer: Any, *, beam: int = 3, max_len: int = 30,
         temperature: float = 1.0, stop_token: str = " <|endoftext|>", max_repeats: int = 2, crop: str | int = "center",
+        downmix: str = "mean",
     ) -> None:  # fmt: skip
         from pseudolabel.alm.pengi.decode import stop_ids
+        from pseudolabel.alm.pengi.model import DOWNMIXES
 
         self.model = model
         self.dec_tokenizer = dec_tokenizer
@@ -89,6 +93,9 @@ class Pengi:
         self.stop_ids = stop_ids(dec_tokenizer, stop_token)
         self.max_repeats = positive_int(max_repeats, "max_repeats")
         self.crop = crop
+        if downmix not in DOWNMIXES:
+            raise ValueError(f"downmix must be one of {DOWNMIXES}, got {downmix!r}")
+        self.downmix = downmix
 
     @property
     def sample_rate(self) -> int:
@@ -147,15 +154,16 @@ class Pengi:
 
     # --- inference ---------------------------------------------------------------------------------
 
-    def audio_input(self, waves: Sequence[np.ndarray], sample_rate: int, downmix: str = "mean") -> Any:
-        """``[B, duration * rate]`` float tensor of the prepared clips (see ``model.prepare_audio``)."""
+    def audio_input(self, waves: Sequence[np.ndarray], sample_rate: int) -> Any:
+        """``[B, duration * rate]`` float tensor of the clips (``[N]`` or ``[C, N]``) prepared by
+        :func:`~pseudolabel.alm.pengi.model.prepare_audio`."""
         import torch
 
         from pseudolabel.alm.pengi.model import prepare_audio
 
         rate, duration = self.sample_rate, self.model.config.duration
         clips = [
-            prepare_audio(w, sample_rate, target_rate=rate, duration=duration, downmix=downmix, crop=self.crop)
+            prepare_audio(w, sample_rate, target_rate=rate, duration=duration, downmix=self.downmix, crop=self.crop)
             for w in waves
         ]
         return torch.from_numpy(np.stack(clips)).to(self._device, self._dtype)
