@@ -5,6 +5,7 @@ registry."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,41 @@ def test_built_from_its_config_node_by_target_and_by_name(sam2_video_dir: Path) 
     assert build("video_segmenter", node).provenance()["model"] == str(sam2_video_dir)
     named = build("video_segmenter", {"name": "sam2_video", "config": {}, "prompt": "box"})
     assert named.provenance()["prompt"] == "box" and named.provenance()["model"] == "random-init"
+
+
+# --- sam2_official_video (Meta's sam2 package) --------------------------------------------------------
+
+HAS_SAM2 = importlib.util.find_spec("sam2") is not None
+TINY_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+TINY_SAM2_OVERRIDES = [  # a tiny hiera-t at 128 px (the recipe of test_vfm.py)
+    "model.image_encoder.trunk.embed_dim=8",
+    "model.image_encoder.trunk.stages=[1,1,2,1]",
+    "model.image_encoder.trunk.global_att_blocks=[3]",
+    "model.image_encoder.trunk.window_spec=[4,4,4,4]",
+    "model.image_encoder.trunk.window_pos_embed_bkg_spatial_size=[2,2]",
+    "model.image_encoder.neck.backbone_channel_list=[64,32,16,8]",
+    "model.memory_attention.num_layers=1",
+]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore:cannot import name '_C':UserWarning")  # no CUDA extension: no hole filling
+@pytest.mark.skipif(not HAS_SAM2, reason="the sam2 package is not installed")
+def test_sam2_official_video_pivot_mask_is_the_image_predictors_from_metas_checkpoint(tmp_path: Path) -> None:
+    tiny = dict(model_config=TINY_SAM2_CONFIG, image_size=128, overrides=TINY_SAM2_OVERRIDES)
+    image = vfm.create_segmenter("sam2_official", checkpoint=None, **tiny)
+    checkpoint = tmp_path / "sam2.1_tiny.pt"  # Meta's layout: {"model": SAM2Base state dict}
+    torch.save({"model": image.predictor.model.state_dict()}, checkpoint)
+    video = create_video_segmenter("sam2_official_video", checkpoint=str(checkpoint), **tiny)  # strict load
+    frames = _frames()
+    (masks,) = video.propagate(frames, [(2, BOX)])
+    assert masks.shape == (5, 40, 48) and masks.dtype == np.bool_
+    pivot = image.segment_boxes([frames[2]], [BOX[None]])[0].masks[0]
+    assert pivot.any()
+    np.testing.assert_array_equal(masks[2], pivot)
+    boxed = create_video_segmenter("sam2_official_video", checkpoint=str(checkpoint), prompt="box", **tiny)
+    assert boxed.propagate(frames, [(2, BOX), (0, BOX)])[1].shape == (5, 40, 48)
+    broken = tmp_path / "broken.pt"
+    torch.save({"model": {"not_a_key": torch.zeros(1)}}, broken)
+    with pytest.raises(RuntimeError, match="does not match the model config"):
+        create_video_segmenter("sam2_official_video", checkpoint=str(broken), **tiny).load()
