@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from tiny_vision import tiny_grounding_dino
 
+from openavs_st.data.avsbench import AVSS_CLASSES
 from openavs_st.data.sources import AVSBenchSource
 from openavs_st.data.store import PseudoLabelStore, load_records
 from openavs_st.data.synthetic import write_synthetic
@@ -284,7 +285,7 @@ def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
             f"output={out}", "labeler/alm=[ast]", f"labeler.alm.ast.model={models['ast']}", f"labeler.grounder.model={models['dino']}",
             f"labeler.grounder.box_threshold={threshold}", f"labeler.video_segmenter.model={models['sam2_video']}",
             f"labeler.llm.base_url={server.url}", "+labeler.llm.max_retries=0", "labeler.strip.frame_height=null",
-            "progress=false",
+            "labeler.semantic=avss", "progress=false",
         ]
         assert label_main(args) == 0
     finally:
@@ -327,9 +328,15 @@ def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
             assert "box 1 (green)" in text and "box 2 (magenta)" in text and "frame " in text
     # the masks are the video segmenter's for the chosen boxes; the store reads back and evaluates
     store = PseudoLabelStore(out)
+    classes = {c.id: c.masks for c in PseudoLabelStore(out, semantic=True, compute_log_mel=False)}
+    dog_id, cat_id = AVSS_CLASSES.index("dog"), AVSS_CLASSES.index("cat")
     for clip in store:
         expected = direct_masks(models, clip.frames, records[clip.id])
         np.testing.assert_array_equal(clip.masks.astype(bool), expected)
+        # labeler.semantic=avss: each category's pixels carry its AVSS class (both categories are classes)
+        assert records[clip.id]["category_classes"] == {"dog": dog_id, "cat": cat_id}
+        assert set(np.unique(classes[clip.id]).tolist()) <= {0, dog_id, cat_id}
+        np.testing.assert_array_equal(classes[clip.id] > 0, expected)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["llm_calls"] == requests and summary["run"]["clips_ok"] == 3
     scores = evaluate_store(out, "avsbench_s4", s4_root, "test")

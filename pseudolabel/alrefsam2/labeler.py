@@ -49,7 +49,8 @@ from pseudolabel.alrefsam2.chat import EndpointChat, VLMChat
 from pseudolabel.alrefsam2.strip import IMAGE_FORMATS, draw_strip
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
 from pseudolabel.labelers import LABELERS
-from pseudolabel.runner import ClipWork
+from pseudolabel.runner import ClipWork, Labels
+from pseudolabel.semantic import ClassMapper
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,9 @@ class ALRefSAM2Labeler:
         strip_frames: at most this many frames on the strip (evenly spaced over the labeled frames).
         tag_window_s: a clip longer than this is tagged in windows of this length (max over windows).
         reference_prompt, box_prompt: prompt template files (``$name`` placeholders).
+        semantic: ``avss`` or a ``label2idx.json`` path: also write a class-index map per frame, each
+            category mapped to a class (:mod:`pseudolabel.semantic`; where categories overlap, the one whose
+            prompt box scored higher wins).
     """
 
     async_stage = "llm/ground"
@@ -166,6 +170,7 @@ class ALRefSAM2Labeler:
         tag_window_s: float = 10.0,
         reference_prompt: str | None = None,
         box_prompt: str | None = None,
+        semantic: str | None = None,
     ) -> None:
         if not taggers:
             raise LabelerConfigError("labeler.alm is empty: AL-Ref-SAM2 needs an audio tagger (labeler/alm=[ast])")
@@ -203,6 +208,10 @@ class ALRefSAM2Labeler:
         self.prompt_sha256 = hashlib.sha256(
             (self.reference_template + "\0" + self.box_template).encode("utf-8")
         ).hexdigest()
+        try:
+            self.mapper = ClassMapper(semantic) if semantic else None
+        except ValueError as exc:
+            raise LabelerConfigError(str(exc)) from None
         self._ground_lock = threading.Lock()
         self._closed_lists: dict[int, list[str] | None] = {}
 
@@ -244,9 +253,15 @@ class ALRefSAM2Labeler:
             tag_window_s=float(cfg.get("tag_window_s", 10.0)),
             reference_prompt=cfg.get("reference_prompt"),
             box_prompt=cfg.get("box_prompt"),
+            semantic=cfg.get("semantic"),
         )
 
     # -- setup
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes of the class-index maps (index order, 0 = background); None without ``semantic``."""
+        return None if self.mapper is None else list(self.mapper.names)
 
     def components(self) -> list[Any]:
         return [*self.taggers, *self.chat.components(), self.grounder, self.video_segmenter, self.gate]
@@ -407,10 +422,10 @@ class ALRefSAM2Labeler:
 
     # -- stage 3: propagate, gate
 
-    def finish(self, works: Sequence[Referenced]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    def finish(self, works: Sequence[Referenced]) -> list[Labels]:
         return [self._finish_one(work) for work in works]
 
-    def _finish_one(self, work: Referenced) -> tuple[np.ndarray, dict[str, Any]]:
+    def _finish_one(self, work: Referenced) -> Labels:
         clip, valid = work.clip, work.valid
         shape = clip.frames.shape[:3]
         per_category: dict[str, np.ndarray] = {r.category: np.zeros(shape, dtype=bool) for r in work.referents}
@@ -459,7 +474,19 @@ class ALRefSAM2Labeler:
         )
         if work.replies:
             record["llm"] = self.llm_summary(work)
-        return masks, record
+        classes = None
+        if self.mapper is not None:
+            categories = list(per_category)
+            ids = [self.mapper.class_id(c) for c in categories]
+            chosen = {r.category: float(r.scores[r.chosen - 1]) for r in work.referents if r.chosen is not None}
+            scores = [chosen.get(c, 0.0) for c in categories]
+            stacked = np.stack([per_category[c] for c in categories], axis=1) if categories else None
+            classes = np.zeros(shape, dtype=np.uint8)
+            for t in range(clip.num_frames):
+                if stacked is not None:
+                    classes[t] = self.mapper.paint(stacked[t], ids, scores)
+            record["category_classes"] = dict(zip(categories, ids))
+        return Labels(masks, record, classes)
 
     def llm_summary(self, work: Referenced) -> dict[str, Any]:
         """The manifest's ``llm`` entry (the keys of OpenAVS's, so the store's summary counts it)."""
