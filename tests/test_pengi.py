@@ -117,6 +117,22 @@ def test_missing_weights_name_the_key_the_file_and_where_they_come_from(tmp_path
         Pengi.from_pretrained(weights=missing, gpt2=tmp_path, clip=tmp_path)
 
 
+def test_checkpoint_files_are_read_weights_only_and_bad_ones_named(tmp_path: Path) -> None:
+    import argparse
+
+    from pseudolabel.alm.pengi.model import read_checkpoint
+
+    state = {"a.weight": torch.ones(2)}
+    torch.save({"model": state, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "with_args.pth")
+    assert torch.equal(read_checkpoint(tmp_path / "with_args.pth")["a.weight"], state["a.weight"])
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"text\.pth cannot be read as a weights-only torch checkpoint"):
+        read_checkpoint(tmp_path / "text.pth")
+    torch.save({"model": {"a.weight": [1, 2]}}, tmp_path / "lists.pth")
+    with pytest.raises(ValueError, match=r"lists\.pth holds no state dict"):
+        read_checkpoint(tmp_path / "lists.pth")
+
+
 # --- audio ---------------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,8 @@
     segments = alm.split_seconds(clip.waveform, clip.sample_rate, num_frames=5)
     texts = describer.describe(segments, clip.sample_rate)   # texts[t] -> ["The audio features a dog ..."]
 
-Backends: ``qwen2_5_omni`` (Qwen2.5-Omni Thinker), ``audio_flamingo3`` (Audio Flamingo 3), ``clap``
+Backends: ``pengi`` (Pengi, the paper's ALM, from its original ``base.pth``; :mod:`pseudolabel.alm.pengi`),
+``qwen2_5_omni`` (Qwen2.5-Omni Thinker), ``audio_flamingo3`` (Audio Flamingo 3), ``clap``
 (zero-shot tags from a vocabulary: ``audioset``, ``vggsound``, ``avsbench`` or a text file), ``ast``
 (AudioSet tagger), ``beats`` (AudioSet tagger from an original BEATs checkpoint file). Models load from a Hub id or local directory on first use; ``config=`` builds a
 tiny random model offline. Importing this package imports neither torch nor transformers.
