@@ -5,6 +5,7 @@ record names the prompt frame and box, and the store is valid and evaluable."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,8 @@ def test_openavs_video_preset_labels_with_propagation_into_a_valid_evaluable_sto
     assert prompted >= 1  # some phrase had a box to propagate
     result = evaluate_store(out, "avsbench_s4", s4_root, "test")
     assert result["frames_scored"] == 15 and 0.0 <= result["metrics"]["miou_avsbench"] <= 1.0
+    assert label_main(args) == 0  # a rerun resumes: every clip is done
+    assert json.loads((out / "summary.json").read_text())["run"]["clips_skipped"] == 3
 
 
 def test_propagate_needs_a_video_segmenter(models) -> None:

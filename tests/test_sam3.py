@@ -103,8 +103,9 @@ def test_grounder_masks_thresholds_the_grounders_maps_and_needs_them() -> None:
 def test_sam3_video_tracks_phrases_and_refuses_boxes(models) -> None:
     frames = np.stack([_images()[0]] * 4)
     video = create_video_segmenter("sam3_video", model=str(models["sam3_video"]), threshold=0.2, new_object_threshold=0.2)
-    tracks = video.track(frames, ["dog", "A man."])
-    assert list(tracks) == ["dog", "A man."]
+    tracks = video.track(frames, ["dog", "A man.", "a man"])
+    assert list(tracks) == ["dog", "A man.", "a man"]
+    np.testing.assert_array_equal(tracks["A man."], tracks["a man"])  # one text prompt after cleaning
     assert all(m.shape == (4, 40, 48) and m.dtype == np.bool_ for m in tracks.values())
     assert tracks["dog"][0].any()  # every query passes a threshold this low on the first frame
     strict = create_video_segmenter("sam3_video", model=str(models["sam3_video"]), threshold=0.99, new_object_threshold=0.99)

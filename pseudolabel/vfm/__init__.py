@@ -6,9 +6,12 @@
     detections = grounder.detect(frames, [["dog"], ["dog", "man"]])       # boxes xyxy in pixels
     masks = segmenter.segment(frames, [d.boxes for d in detections])    # one [H, W] bool per frame
 
-Grounders: ``grounding_dino`` (transformers), ``cam`` (EfficientNet-Lite0 class-activation maps, offline).
-Segmenters: ``sam2`` and ``sam`` (transformers), ``sam2_official`` (Meta's ``sam2`` package, extra
-``.[sam2]``), ``grabcut`` (OpenCV, seeded by ``cam``'s maps when given). Models load on first use from a Hub
+Grounders: ``grounding_dino`` (transformers), ``cam`` (EfficientNet-Lite0 class-activation maps, offline),
+``sam3`` (SAM 3: instance boxes with their masks). Segmenters: ``sam2`` and ``sam`` (transformers),
+``sam2_official`` (Meta's ``sam2`` package, extra ``.[sam2]``), ``grabcut`` (OpenCV, seeded by ``cam``'s maps
+when given), ``grounder_masks`` (the masks ``sam3`` returns). Video segmenters (:mod:`pseudolabel.vfm.video`:
+a box on one frame -> masks over the clip): ``sam2_video`` (transformers), ``sam2_official_video`` (Meta's
+package), ``sam3_video`` (text phrases tracked, ``track``). Models load on first use from a Hub
 id or a local directory; ``from_config`` builds a random-weight model for tests. Importing this
 package imports neither torch nor transformers nor sam2.
 """

@@ -144,7 +144,10 @@ class Sam3VideoSegmenter(VideoSegmenter):
         frames = check_frames(frames)
         if isinstance(phrases, str):
             raise TypeError(f"phrases must be a list of strings, got the string {phrases!r}")
-        keys = {clean_phrases([p])[0]: p for p in phrases if clean_phrases([p])}
+        keys: dict[str, list[str]] = {}  # cleaned text -> the phrases given that clean to it
+        for phrase in phrases:
+            for text in clean_phrases([phrase]):
+                keys.setdefault(text, []).append(phrase)
         out = {p: np.zeros(frames.shape[:3], bool) for p in phrases}
         if not keys:
             return out
@@ -161,6 +164,6 @@ class Sam3VideoSegmenter(VideoSegmenter):
                 masks = result["masks"].cpu().numpy().astype(bool)
                 for text, obj_ids in result["prompt_to_obj_ids"].items():
                     rows = [ids.index(obj_id) for obj_id in obj_ids if obj_id in ids]
-                    if rows:
-                        out[keys[text]][output.frame_idx] |= masks[rows].any(axis=0)
+                    for phrase in keys[text] if rows else ():
+                        out[phrase][output.frame_idx] |= masks[rows].any(axis=0)
         return out
