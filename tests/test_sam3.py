@@ -100,7 +100,7 @@ def test_grounder_masks_thresholds_the_grounders_maps_and_needs_them() -> None:
         vfm.create_segmenter("grounder_masks", threshold=1.5)
 
 
-def test_sam3_video_tracks_phrases_and_refuses_boxes(models) -> None:
+def test_sam3_video_tracks_phrases_and_takes_boxes_with_their_text(models) -> None:
     frames = np.stack([_images()[0]] * 4)
     video = create_video_segmenter("sam3_video", model=str(models["sam3_video"]), threshold=0.2, new_object_threshold=0.2)
     tracks = video.track(frames, ["dog", "A man.", "a man"])
@@ -110,8 +110,14 @@ def test_sam3_video_tracks_phrases_and_refuses_boxes(models) -> None:
     assert tracks["dog"][0].any()  # every query passes a threshold this low on the first frame
     strict = create_video_segmenter("sam3_video", model=str(models["sam3_video"]), threshold=0.99, new_object_threshold=0.99)
     assert not any(m.any() for m in strict.track(frames, ["dog"]).values())  # nothing scores 0.99
-    with pytest.raises(ValueError, match="tracks text phrases.*sam2_video"):
+    # Box prompts with their text (AL-Ref-SAM2: category + pivot box): the tracked instance of the text that
+    # overlaps the box best, so a subset of the text's union, and on the prompt frame inside the instances.
+    (one,) = video.propagate(frames, [(0, np.array([0, 0, 48, 40]))], labels=["dog"])
+    assert one.shape == (4, 40, 48) and one[0].any() and not (one & ~tracks["dog"]).any()
+    with pytest.raises(ValueError, match="give each box prompt its text.*sam2_video"):
         video.propagate(frames, [(0, np.array([0, 0, 10, 10]))])
+    with pytest.raises(ValueError, match="one string per prompt"):
+        video.propagate(frames, [(0, np.array([0, 0, 10, 10]))], labels=["dog", "cat"])
 
 
 @pytest.fixture(scope="module")

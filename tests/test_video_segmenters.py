@@ -84,6 +84,8 @@ def test_objects_on_different_frames_each_propagate_from_their_own(sam2_video_di
     np.testing.assert_array_equal(together[0], _direct(sam2_video_dir, frames, 2, BOX))
     np.testing.assert_array_equal(together[1], _direct(sam2_video_dir, frames, 4, other))
     assert video.propagate(frames, []) == []
+    labeled = video.propagate(frames, [(2, BOX)], labels=["dog"])  # a box propagator ignores the text
+    np.testing.assert_array_equal(labeled[0], together[0])
 
 
 def test_bad_inputs_are_named(sam2_video_dir: Path) -> None:

@@ -121,7 +121,9 @@ class Sam2OfficialVideoSegmenter(VideoSegmenter):
         image_predictor._bb_feat_sizes = [(model.image_size // s, model.image_size // s) for s in (4, 8, 16)]
         return model, image_predictor
 
-    def _propagate(self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+    def _propagate(
+        self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]], labels: list[str] | None = None
+    ) -> list[np.ndarray]:
         predictor, image_predictor = self._predictors.get()
         import torch
         from PIL import Image

@@ -147,7 +147,9 @@ class Sam2VideoSegmenter(VideoSegmenter):
         )
         return masks[:, 0].numpy().astype(bool)
 
-    def _propagate(self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+    def _propagate(
+        self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]], labels: list[str] | None = None
+    ) -> list[np.ndarray]:
         import torch
 
         loaded = self.lazy.get()

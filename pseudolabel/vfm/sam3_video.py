@@ -9,9 +9,11 @@ A detection counts when its score (detection x presence probability, so a concep
 scores low) exceeds ``threshold`` (the model's ``score_threshold_detection``) and starts a new track above
 ``new_object_threshold`` (``new_det_thresh``).
 
-It tracks text, not boxes: :meth:`propagate` (box prompts) is ``sam2_video``'s job and raises here.
-OpenAVS uses it with ``labeler.propagate=true labeler/video_segmenter=sam3_video`` (the phrases go to
-:meth:`track`; no grounder runs).
+It tracks text: :meth:`propagate` takes box prompts only with ``labels=`` (each box's text), tracks those
+texts and gives each prompt the instance overlapping its box best on its frame (AL-Ref-SAM2: the category
+and its pivot box); box-only prompts are ``sam2_video``'s. OpenAVS uses it with
+``labeler.propagate=true labeler/video_segmenter=sam3_video`` (the phrases go to :meth:`track`; no grounder
+runs).
 """
 
 from __future__ import annotations
@@ -125,11 +127,32 @@ class Sam3VideoSegmenter(VideoSegmenter):
             **self.lazy.provenance(),
         }
 
-    def _propagate(self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-        raise ValueError(
-            "video_segmenter sam3_video tracks text phrases (track(frames, phrases)), not boxes: "
-            "use video_segmenter sam2_video for box prompts"
-        )
+    def _propagate(
+        self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]], labels: list[str] | None = None
+    ) -> list[np.ndarray]:
+        """Box prompts with their ``labels``: the label's text is tracked and each prompt gets the tracked
+        instance whose mask on the prompt's frame overlaps its box best (IoU of the mask with the filled box);
+        none overlapping: an empty mask."""
+        if labels is None:
+            raise ValueError(
+                "video_segmenter sam3_video tracks text: give each box prompt its text (propagate(frames, "
+                "prompts, labels=[...])) or use track(frames, phrases); box-only prompts are sam2_video's"
+            )
+        objects = self._objects(frames, labels)
+        height, width = frames.shape[1:3]
+        out = []
+        for (frame, box), label in zip(prompts, labels, strict=True):
+            x0, y0, x1, y1 = np.round(box).astype(int)
+            rect = np.zeros((height, width), bool)
+            rect[y0:y1, x0:x1] = True
+            best, best_iou = None, 0.0
+            for masks in objects.get(label, {}).values():
+                union = np.logical_or(masks[frame], rect).sum()
+                overlap = np.logical_and(masks[frame], rect).sum() / union if union else 0.0
+                if overlap > best_iou:
+                    best, best_iou = masks, overlap
+            out.append(best.copy() if best is not None else np.zeros(frames.shape[:3], bool))
+        return out
 
     def track(self, frames: np.ndarray, phrases: Sequence[str]) -> dict[str, np.ndarray]:
         """Per phrase, ``[T, H, W]`` bool: the OR of the masks of every instance of it on each frame.
@@ -139,16 +162,25 @@ class Sam3VideoSegmenter(VideoSegmenter):
             phrases: text concepts (cleaned: lower case, no periods, duplicates dropped); the keys of the
                 result are the phrases as given.
         """
-        import torch
-
         frames = check_frames(frames)
         if isinstance(phrases, str):
             raise TypeError(f"phrases must be a list of strings, got the string {phrases!r}")
+        objects = self._objects(frames, phrases)
+        out = {p: np.zeros(frames.shape[:3], bool) for p in phrases}
+        for phrase, tracks in objects.items():
+            for masks in tracks.values():
+                out[phrase] |= masks
+        return out
+
+    def _objects(self, frames: np.ndarray, phrases: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+        """Per phrase (as given), its tracked instances: object id -> ``[T, H, W]`` bool."""
+        import torch
+
         keys: dict[str, list[str]] = {}  # cleaned text -> the phrases given that clean to it
         for phrase in phrases:
             for text in clean_phrases([phrase]):
                 keys.setdefault(text, []).append(phrase)
-        out = {p: np.zeros(frames.shape[:3], bool) for p in phrases}
+        out: dict[str, dict[int, np.ndarray]] = {p: {} for p in phrases}
         if not keys:
             return out
         loaded = self.lazy.get()
@@ -163,7 +195,10 @@ class Sam3VideoSegmenter(VideoSegmenter):
                 ids = result["object_ids"].tolist()
                 masks = result["masks"].cpu().numpy().astype(bool)
                 for text, obj_ids in result["prompt_to_obj_ids"].items():
-                    rows = [ids.index(obj_id) for obj_id in obj_ids if obj_id in ids]
-                    for phrase in keys[text] if rows else ():
-                        out[phrase][output.frame_idx] |= masks[rows].any(axis=0)
+                    for obj_id in obj_ids:
+                        if obj_id not in ids:
+                            continue
+                        for phrase in keys[text]:
+                            track = out[phrase].setdefault(obj_id, np.zeros(frames.shape[:3], bool))
+                            track[output.frame_idx] = masks[ids.index(obj_id)]
         return out

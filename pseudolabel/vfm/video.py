@@ -62,12 +62,16 @@ def check_prompts(prompts: Sequence[Prompt], num_frames: int, height: int, width
 class VideoSegmenter(Component, ABC):
     """Box prompts on frames -> masks over the clip. Subclasses implement :meth:`_propagate`."""
 
-    def propagate(self, frames: np.ndarray, prompts: Sequence[Prompt]) -> list[np.ndarray]:
+    def propagate(
+        self, frames: np.ndarray, prompts: Sequence[Prompt], *, labels: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
         """One ``[T, H, W]`` bool mask per prompt.
 
         Args:
             frames: the clip, ``[T, H, W, 3]`` uint8 RGB.
             prompts: ``(frame index, [4] xyxy box in pixels)`` per object.
+            labels: optional, the text of each prompt's object (a text tracker, ``sam3_video``, needs it;
+                box propagators ignore it).
 
         Returns:
             Per prompt, the object's mask on every frame, propagated forward and backward from the
@@ -75,15 +79,19 @@ class VideoSegmenter(Component, ABC):
         """
         frames = check_frames(frames)
         checked = check_prompts(prompts, *frames.shape[:3])
+        if labels is not None and (isinstance(labels, str) or len(labels) != len(checked)):
+            raise ValueError(f"labels must be one string per prompt ({len(checked)}), got {labels!r}")
         if not checked:
             return []
-        masks = self._propagate(frames, checked)
+        masks = self._propagate(frames, checked, labels=None if labels is None else [str(x) for x in labels])
         assert len(masks) == len(checked) and all(m.shape == frames.shape[:3] and m.dtype == np.bool_ for m in masks)
         return masks
 
     @abstractmethod
-    def _propagate(self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-        """Propagate checked prompts (at least one) over checked frames."""
+    def _propagate(
+        self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]], labels: list[str] | None = None
+    ) -> list[np.ndarray]:
+        """Propagate checked prompts (at least one) over checked frames (``labels``: one per prompt or None)."""
 
 
 def group_by_frame(prompts: Sequence[tuple[int, np.ndarray]]) -> dict[int, list[int]]:
