@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_openavs_pipeline import ChatServer
 from tiny_vision import tiny_grounding_dino
 
 from openavs_st.data.store import PseudoLabelStore, load_records
@@ -73,15 +74,24 @@ def expected(models: dict[str, Path], frames: np.ndarray, phrases: list[list[str
     return prompts, masks
 
 
-def test_openavs_video_preset_labels_with_propagation_into_a_valid_evaluable_store(models, s4_root, tmp_path) -> None:
+def test_openavs_video_preset_labels_with_propagation_into_a_valid_evaluable_store(
+    models, s4_root, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = ChatServer()  # answers each frame with its first audio text
     out = tmp_path / "store"
     args = ["labeler=openavs_video", "input=avsbench", "data=avsbench_s4", f"data.root={s4_root}", "split=test",
-            f"output={out}", "llm=none", "labeler/alm=[ast]", f"labeler.alm.ast.model={models['ast']}",
+            f"output={out}", f"labeler.llm.base_url={server.url}", "+labeler.llm.max_retries=0",
+            "labeler/alm=[ast]", f"labeler.alm.ast.model={models['ast']}",
             "labeler.alm.ast.top_k=1", f"labeler.grounder.model={models['dino']}",
             f"labeler.video_segmenter.model={models['sam2_video']}",
             "labeler.gate.min_similarity=null",  # the energy gate alone: no CLAP model
             "progress=false"]
-    assert label_main(args) == 0
+    try:
+        assert label_main(args) == 0
+    finally:
+        server.close()
+    assert len(server.bodies) >= 1  # the preset's LLM (prompt_frame) was asked
     store = PseudoLabelStore(out)
     records = load_records(out)
     assert len(store) == 3
@@ -101,6 +111,8 @@ def test_openavs_video_preset_labels_with_propagation_into_a_valid_evaluable_sto
             assert f["mask_labels"] == [p for p in f["phrases"] if p in {q["phrase"] for q in prompts}]
         assert "propagate_s" in rec["timings"] and "segment_s" not in rec["timings"]
         assert rec["gate"]["categories"] is not None
+        assert rec["llm"]["strategy"] == "prompt_frame" and rec["llm"]["calls"] + rec["llm"]["cache_hits"] == 1
+        assert [f["phrases"] for f in rec["frames_info"]] == [[f["audio_texts"][0].lower()] for f in rec["frames_info"]]
         prompted += len(prompts)
     assert prompted >= 1  # some phrase had a box to propagate
     result = evaluate_store(out, "avsbench_s4", s4_root, "test")
