@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_openavs_pipeline import ChatServer
 
 from openavs_st.data.sources import AVSBenchSource
 from openavs_st.data.store import PseudoLabelStore, StoreWriter, load_records
@@ -125,13 +126,20 @@ def s4_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("s4"), ("s4",), splits={"train": 1, "test": 2}, size=40, seed=3)["s4"]
 
 
-def test_openavs_sam3_preset_labels_into_a_valid_evaluable_store(models, s4_root, tmp_path) -> None:
+def test_openavs_sam3_preset_labels_into_a_valid_evaluable_store(models, s4_root, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = ChatServer()  # answers each frame with its first audio text
     out = tmp_path / "store"
     args = ["labeler=openavs_sam3", "input=avsbench", "data=avsbench_s4", f"data.root={s4_root}", "split=test",
-            f"output={out}", "llm=none", "labeler/alm=[ast]", f"labeler.alm.ast.model={models['ast']}",
+            f"output={out}", f"labeler.llm.base_url={server.url}", "+labeler.llm.max_retries=0",
+            "labeler/alm=[ast]", f"labeler.alm.ast.model={models['ast']}",
             f"labeler.grounder.model={models['sam3']}", "labeler.grounder.threshold=0.25",
             "labeler.grounder.presence_threshold=0.0", "progress=false"]
-    assert label_main(args) == 0
+    try:
+        assert label_main(args) == 0
+    finally:
+        server.close()
+    assert len(server.bodies) >= 1
     store, records = PseudoLabelStore(out), load_records(out)
     assert len(store) == 2
     grounder = vfm.create_grounder("sam3", model=str(models["sam3"]), threshold=0.25, presence_threshold=0.0)
