@@ -9,7 +9,8 @@ embedding, the audio and prompt prefixes (``_get_audio_embeddings`` / ``_get_aud
 ``_get_prompts_prefix``) and the beams of ``_generate_beam`` (beam 3, 30 tokens). GPT-2's matrices are
 scaled by 10 so its next-token distribution is peaked and the beams depend on the prefix.
 
-This side loads that checkpoint with ``PengiModel.load_original_state_dict`` and compares.
+This side loads that checkpoint with ``PengiModel.load_original_state_dict`` and compares; it also compares
+the STFT kernels and mel matrices our code computes with torchlibrosa's and librosa's.
 
     python benchmarks/pengi_parity.py --pengi-repo /src/Pengi --original-python /venvs/pengi/bin/python
 """
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+MELS = [(32000, 1024, 64, 14000), (44100, 1024, 64, 8000), (8000, 512, 16, 4000)]  # sr, n_fft, mel bins, fmax
 
 
 def reference(repo: Path, out: Path) -> None:
@@ -80,8 +83,17 @@ def reference(repo: Path, out: Path) -> None:
             beam_size=3, embed=torch.cat([audio_prefix[0], prompt_prefix[0]], 0)[None], entry_length=30, temperature=1.0
         )
     beams = [[int(i) for i in text.split()] for text in texts]
+    # the front-end constants our code computes itself (used when a checkpoint is built, not loaded)
+    import librosa
+    from torchlibrosa.stft import STFT
+
+    stft = STFT(n_fft=1024, hop_length=320, win_length=1024, window="hann", center=True, pad_mode="reflect")
+    mels = {f"{sr}_{n_fft}_{n_mels}_{fmax}": torch.from_numpy(librosa.filters.mel(
+        sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=50, fmax=fmax)) for sr, n_fft, n_mels, fmax in MELS}  # fmt: skip
     torch.save({"wave": wave, "ids": ids, "mask": mask, "latent": latent, "audio_prefix": audio_prefix,
-                "prompt_prefix": prompt_prefix, "beams": beams, "scores": scores}, out / "reference.pt")  # fmt: skip
+                "prompt_prefix": prompt_prefix, "beams": beams, "scores": scores, "mels": mels,
+                "conv_real": stft.conv_real.weight.detach(), "conv_imag": stft.conv_imag.weight.detach()},
+               out / "reference.pt")  # fmt: skip
 
 
 def compare(out: Path) -> None:
@@ -89,6 +101,7 @@ def compare(out: Path) -> None:
     from transformers import CLIPTextConfig, GPT2Config
 
     from pseudolabel.alm.pengi.decode import beam_search
+    from pseudolabel.alm.pengi.htsat import dft_kernels, slaney_mel
     from pseudolabel.alm.pengi.model import PengiConfig, build_model, read_checkpoint
 
     ref = torch.load(out / "reference.pt", weights_only=True)
@@ -106,6 +119,14 @@ def compare(out: Path) -> None:
     print(f"beam tokens identical: {beams.tokens == ref['beams']} ({len(beams.tokens[0])} tokens each)")
     print(f"beam scores ours     : {[round(s, 5) for s in beams.scores]}")
     print(f"beam scores original : {[round(float(s), 5) for s in ref['scores']]}")
+    real, imag = dft_kernels(1024)
+    stft_diff = max((real - ref["conv_real"]).abs().max().item(), (imag - ref["conv_imag"]).abs().max().item())
+    print(f"STFT kernels vs torchlibrosa 0.1.0 (n_fft 1024): max |diff| {stft_diff:.2e}")
+    for sr, n_fft, n_mels, fmax in MELS:
+        theirs = ref["mels"][f"{sr}_{n_fft}_{n_mels}_{fmax}"]
+        diff = (torch.from_numpy(slaney_mel(sr, n_fft, n_mels, 50, fmax)) - theirs).abs().max().item()
+        print(f"mel matrix vs librosa ({sr} Hz, n_fft {n_fft}, {n_mels} mels, 50-{fmax} Hz): max |diff| {diff:.2e} "
+              f"(max {theirs.max().item():.4f})")
 
 
 def main() -> None:
