@@ -192,6 +192,56 @@ def test_batched_describe_equals_one_call_per_pair(describer: PengiDescriber) ->
     assert len({text for row in batched for text in row}) > 1  # the texts depend on the input
 
 
+def original_beam_search(gpt, embed: torch.Tensor, beam: int, max_len: int, stop: int) -> tuple[list, list]:
+    """microsoft/Pengi wrapper.py _generate_beam for one prefix [1, L, D], re-run without a cache: the oracle."""
+    tokens = scores = None
+    lengths = torch.ones(beam)
+    stopped = torch.zeros(beam, dtype=torch.bool)
+    generated = embed
+    for _ in range(max_len):
+        logits = gpt(inputs_embeds=generated).logits[:, -1, :].log_softmax(-1)
+        if scores is None:
+            scores, next_tokens = logits.topk(beam, -1)
+            generated = generated.expand(beam, *generated.shape[1:])
+            next_tokens, scores = next_tokens.permute(1, 0), scores.squeeze(0)
+            tokens = next_tokens
+        else:
+            logits[stopped] = -float("inf")
+            logits[stopped, 0] = 0
+            total = scores[:, None] + logits
+            lengths[~stopped] += 1
+            average, next_tokens = (total / lengths[:, None]).view(-1).topk(beam, -1)
+            source = next_tokens // total.shape[1]
+            lengths, next_tokens = lengths[source], (next_tokens % total.shape[1]).unsqueeze(1)
+            tokens = torch.cat((tokens[source], next_tokens), dim=1)
+            generated, scores, stopped = generated[source], average * lengths, stopped[source]
+        generated = torch.cat((generated, gpt.transformer.wte(next_tokens.squeeze(1))[:, None]), dim=1)
+        stopped = stopped | next_tokens.eq(stop).squeeze(1)
+        if stopped.all():
+            break
+    final = scores / lengths
+    order = final.argsort(descending=True, stable=True)
+    return [tokens[i, : int(lengths[i])].tolist() for i in order], [float(final[i]) for i in order]
+
+
+def test_batched_beam_search_follows_the_original_algorithm_per_prefix() -> None:
+    from pseudolabel.alm.pengi.decode import beam_search
+
+    pengi = tiny_model()
+    gpt = pengi.model.gpt
+    torch.manual_seed(3)
+    prefixes = torch.randn(4, 6, gpt.config.n_embd)
+    with torch.inference_mode():
+        # a stop token the search meets (the 3rd token of one best beam), so beams finish at different steps
+        stop = beam_search(gpt, prefixes[:1], beam=3, max_len=12, stop=(pengi.stop_ids[0],))[0].tokens[0][2]
+        batched = beam_search(gpt, prefixes, beam=3, max_len=12, stop=(stop,))
+        for row, beams in enumerate(batched):
+            tokens, scores = original_beam_search(gpt, prefixes[row : row + 1], 3, 12, stop)
+            assert beams.tokens == tokens
+            np.testing.assert_allclose(beams.scores, scores, rtol=1e-5)
+    assert any(len(t) < 12 for b in batched for t in b.tokens)  # some beams stopped early
+
+
 def test_no_text_encoder_variant_generates_and_stereo_is_averaged() -> None:
     pengi = tiny_model(text_encoder=False)
     left, right = tone(1.0, 16000, 440.0), tone(1.0, 16000, 1500.0)

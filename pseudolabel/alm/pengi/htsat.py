@@ -29,7 +29,6 @@ are kept for the weights but not run.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -364,8 +363,3 @@ class HTSAT(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.norm(x).mean(dim=1)
-
-
-def constant_buffer_names(model: nn.Module) -> Sequence[str]:
-    """Names of the non-persistent constant buffers (``relative_position_index``, ``attn_mask``)."""
-    return [name for name, _ in model.named_buffers() if name.endswith(("relative_position_index", "attn_mask"))]
