@@ -92,6 +92,8 @@ class Pengi:
         self.temperature = float(temperature)
         self.stop_ids = stop_ids(dec_tokenizer, stop_token)
         self.max_repeats = positive_int(max_repeats, "max_repeats")
+        if crop != "center" and (not isinstance(crop, (int, np.integer)) or isinstance(crop, bool)):
+            raise ValueError(f"crop must be 'center' or an int seed, got {crop!r}")
         self.crop = crop
         if downmix not in DOWNMIXES:
             raise ValueError(f"downmix must be one of {DOWNMIXES}, got {downmix!r}")
