@@ -251,7 +251,7 @@ def test_no_text_encoder_variant_generates_and_stereo_is_averaged() -> None:
     with pytest.raises(ValueError, match="downmix must be one of"):
         Pengi(pengi.model, pengi.dec_tokenizer, pengi.enc_tokenizer, downmix="left")
     with pytest.raises(ValueError, match="crop must be 'center' or an int seed, got 'random'"):
-        alm.create_alm("pengi", config={}, crop="random").describe([left], 16000)
+        alm.create_alm("pengi", config={}, crop="random")  # before any model is built
 
 
 def test_text_is_cut_at_end_of_text_and_runaway_repetition_is_capped() -> None:

@@ -59,6 +59,13 @@ def tiny_tokenizers() -> tuple[Any, Any]:
     return gpt2, clip
 
 
+def check_crop(crop: Any) -> str | int:
+    """``crop`` if it is ``"center"`` or an int seed, else a ValueError."""
+    if crop != "center" and (not isinstance(crop, (int, np.integer)) or isinstance(crop, bool)):
+        raise ValueError(f"crop must be 'center' or an int seed, got {crop!r}")
+    return crop
+
+
 class Pengi:
     """Pengi inference: audio + prompt -> text by beam search.
 
@@ -92,9 +99,7 @@ class Pengi:
         self.temperature = float(temperature)
         self.stop_ids = stop_ids(dec_tokenizer, stop_token)
         self.max_repeats = positive_int(max_repeats, "max_repeats")
-        if crop != "center" and (not isinstance(crop, (int, np.integer)) or isinstance(crop, bool)):
-            raise ValueError(f"crop must be 'center' or an int seed, got {crop!r}")
-        self.crop = crop
+        self.crop = check_crop(crop)
         if downmix not in DOWNMIXES:
             raise ValueError(f"downmix must be one of {DOWNMIXES}, got {downmix!r}")
         self.downmix = downmix
@@ -270,6 +275,7 @@ class PengiDescriber(AudioDescriber):
                 raise ComponentConfigError(
                     f"pengi: weights: {weights} does not exist (labeler.alm.pengi.weights); {WEIGHTS_SOURCE}"
                 )
+        check_crop(crop)
         self.variant, self.gpt2, self.clip = variant, str(gpt2), str(clip)
         self.options = {"beam": beam, "max_len": max_len, "temperature": temperature, "stop_token": stop_token,
                         "max_repeats": max_repeats, "crop": crop}  # fmt: skip
