@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 BOX = np.array([6.0, 5.0, 34.0, 30.0], np.float32)
+SMALL = np.array([20.5, 30.4, 24.2, 38.2], np.float32)  # the tiny model scores it "no object"
 
 
 def _frames(count: int = 5, height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
@@ -61,12 +62,16 @@ def test_pivot_on_frame_3_gives_masks_for_frames_1_to_5_and_the_image_predictors
 ) -> None:
     frames = _frames()
     video = create_video_segmenter("sam2_video", model=str(sam2_video_dir), prompt=prompt)
-    (masks,) = video.propagate(frames, [(2, BOX)])  # frame 3 of 1..5
-    assert masks.shape == (5, 40, 48) and masks.dtype == np.bool_
+    (masks, small) = video.propagate(frames, [(2, BOX), (2, SMALL)])  # frame 3 of 1..5
+    assert masks.shape == small.shape == (5, 40, 48) and masks.dtype == np.bool_
     # The image predictor (segmenter sam2, Sam2Model) reads the same checkpoint: same weights, same box.
-    image = vfm.create_segmenter("sam2", model=str(sam2_video_dir)).segment_boxes([frames[2]], [BOX[None]])[0]
-    assert image.masks[0].any()
+    image = vfm.create_segmenter("sam2", model=str(sam2_video_dir)).segment_boxes([frames[2]], [np.stack([BOX, SMALL])])[0]
+    assert image.masks[0].any() and image.masks[1].any()
     np.testing.assert_array_equal(masks[2], image.masks[0])
+    if prompt == "mask":  # also where the video model's object score is negative
+        np.testing.assert_array_equal(small[2], image.masks[1])
+    else:  # there a box prompt's mask is emptied by the video model, not by the image model
+        assert not small[2].any()
     direct = _direct(sam2_video_dir, frames, 2, BOX)
     if prompt == "box":  # every frame as transformers' own forward-then-reverse propagation gives it
         np.testing.assert_array_equal(masks, direct)

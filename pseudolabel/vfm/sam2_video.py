@@ -8,13 +8,13 @@ folder).
 
 Per prompt frame, following AL-Ref-SAM2's ``avs/*/sam2.py`` (appletea233/AL-Ref-SAM2):
 
-1. the box prompt on that frame gives the object's mask the way the image predictor does
-   (the video model's first, memory-free pass on a prompted frame is SAM 2's image path: its mask
-   equals ``Sam2Model``'s for the same weights and box; the tests check it);
-2. ``prompt="mask"`` (default, AL-Ref-SAM2's ``add_new_mask``): that mask becomes the object's mask
-   prompt, which SAM 2 takes as the frame's output; ``prompt="box"``: the box stays the prompt (the
-   Grounded-SAM-2 tracking demos' ``"box"`` mode);
-3. propagation forward from the frame to the end, then in reverse to frame 0
+1. ``prompt="mask"`` (default): SAM 2's image model segments the box on that frame (``Sam2Model`` made of
+   the video model's own image encoder, prompt encoder and mask decoder: the same weights, no copy), and
+   that mask is the object's prompt (AL-Ref-SAM2's ``SAM2ImagePredictor`` + ``add_new_mask``), which SAM 2
+   takes as the frame's output, so the frame's mask IS the image predictor's (the tests check it).
+   ``prompt="box"``: the box is the prompt (the Grounded-SAM-2 tracking demos' ``"box"`` mode); the video
+   model then empties the frame's mask when its object score is negative, which the image model does not;
+2. propagation forward from the frame to the end, then in reverse to frame 0
    (``propagate_in_video_iterator``); mask logits resized to the frame size and thresholded at 0.
 
 Objects prompted on the same frame share one tracking session; each prompt frame starts its own.
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.components import LazyModel, transformers_loader
+from pseudolabel.components import Lazy, LazyModel, transformers_loader
 from pseudolabel.tiny_models import deep_merge
 from pseudolabel.vfm.video import VideoSegmenter, group_by_frame, video_segmenter
 
@@ -94,6 +94,30 @@ def build_tiny_sam2_video(config: Any) -> tuple[Any, Any]:
     return sam2_video_processor(config.image_size), transformers.Sam2VideoModel(config)
 
 
+def image_model(video: Any) -> Any:
+    """A ``Sam2Model`` (SAM 2's image path) whose modules ARE ``video``'s (a ``Sam2VideoModel``): built on
+    the meta device, then given the video model's image encoder, prompt encoder, mask decoder and
+    no-memory embedding, so no weight is copied."""
+    import torch
+    import transformers
+
+    config = video.config
+    image_config = transformers.Sam2Config(
+        vision_config=config.vision_config.to_dict(),
+        prompt_encoder_config=config.prompt_encoder_config.to_dict(),
+        mask_decoder_config=config.mask_decoder_config.to_dict(),
+    )
+    with torch.device("meta"):
+        image = transformers.Sam2Model(image_config)
+    for name in ("shared_image_embedding", "vision_encoder", "prompt_encoder", "mask_decoder"):
+        setattr(image, name, getattr(video, name))
+    image.no_memory_embedding = video.no_memory_embedding
+    left = [name for name, tensor in [*image.named_parameters(), *image.named_buffers()] if tensor.is_meta]
+    if left:
+        raise RuntimeError(f"Sam2Model parts not found in the Sam2VideoModel: {left[:5]}")
+    return image.eval()
+
+
 @video_segmenter.register("sam2_video")
 class Sam2VideoSegmenter(VideoSegmenter):
     """SAM 2 video predictor (transformers ``Sam2VideoModel``): a box on one frame -> masks over the clip.
@@ -133,9 +157,26 @@ class Sam2VideoSegmenter(VideoSegmenter):
             load_pretrained=transformers_loader("Sam2VideoModel", "Sam2VideoProcessor"),
             build_random=build_tiny_sam2_video,
         )
+        self.image = Lazy(lambda: image_model(self.lazy.model))  # the image predictor on the same weights
 
     def provenance(self) -> dict[str, Any]:
         return {"backend": "sam2_video", "prompt": self.prompt, **self.lazy.provenance()}
+
+    def segment_frame(self, frame: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+        """``[N, H, W]`` bool: SAM 2's image-model masks of ``boxes`` (xyxy pixels) on one frame, as the
+        ``sam2`` segmenter makes them (``multimask_output=False``, logits > 0)."""
+        import torch
+        from PIL import Image
+
+        processor, image = self.lazy.processor, self.image.get()
+        encoded = processor(images=[Image.fromarray(frame)], input_boxes=[[b.tolist() for b in boxes]], return_tensors="pt")
+        with torch.inference_mode():
+            inputs = self.lazy.to_device({k: v for k, v in encoded.items() if k in ("pixel_values", "input_boxes")})
+            outputs = image(**inputs, multimask_output=False)
+        (masks,) = processor.post_process_masks(
+            outputs.pred_masks.float().cpu(), encoded["original_sizes"], mask_threshold=MASK_THRESHOLD, binarize=True
+        )
+        return masks[:, 0].numpy().astype(bool)
 
     def _masks(self, processor: Any, pred_masks: Any, session: Any) -> np.ndarray:
         """``[objects, H, W]`` bool masks at the frame size from ``[objects, 1, h, w]`` logits."""
@@ -164,16 +205,14 @@ class Sam2VideoSegmenter(VideoSegmenter):
             with torch.inference_mode():
                 # (the session keeps the id list it is given and empties it: pass copies)
                 session.reset_tracking_data()  # the processed frames and their cached features stay
-                processor.add_inputs_to_inference_session(
-                    inference_session=session, frame_idx=frame, obj_ids=list(obj_ids), input_boxes=boxes
-                )
                 if self.prompt == "mask":
-                    # The box's mask on its frame (SAM 2's image path), then that mask as the prompt.
-                    first = network(inference_session=session, frame_idx=frame, run_mem_encoder=False)
-                    pivot = self._masks(processor, first.pred_masks, session)
-                    session.reset_tracking_data()
+                    pivot = self.segment_frame(frames[frame], [prompts[i][1] for i in indices])
                     processor.add_inputs_to_inference_session(
                         inference_session=session, frame_idx=frame, obj_ids=list(obj_ids), input_masks=list(pivot)
+                    )
+                else:
+                    processor.add_inputs_to_inference_session(
+                        inference_session=session, frame_idx=frame, obj_ids=list(obj_ids), input_boxes=boxes
                     )
                 for reverse in (False, True):
                     for output in network.propagate_in_video_iterator(session, start_frame_idx=frame, reverse=reverse):
