@@ -409,7 +409,9 @@ class BoxSegmenter(Protocol):
 @runtime_checkable
 class VideoSegmenter(Protocol):
     """``video_segmenter``: a prompt box on one frame of a clip -> one ``[T, H, W]`` bool mask per object,
-    propagated over the clip's frames (``[T, H, W, 3]`` uint8)."""
+    propagated over the clip's frames (``[T, H, W, 3]`` uint8). Backends (:mod:`pseudolabel.vfm.video`) also
+    take ``labels=`` (the text of each prompt's object; a text tracker such as ``sam3_video`` needs it), and
+    a text tracker offers ``track(frames, phrases) -> {phrase: [T, H, W] bool}``."""
 
     def load(self) -> None: ...
 
