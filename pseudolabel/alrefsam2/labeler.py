@@ -434,7 +434,8 @@ class ALRefSAM2Labeler:
             start = time.perf_counter()
             frames = clip.frames[valid]
             masklets = self.video_segmenter.propagate(
-                frames, [(valid.index(r.pivot_t), r.box.astype(np.float32)) for r in prompted]
+                frames, [(valid.index(r.pivot_t), r.box.astype(np.float32)) for r in prompted],
+                labels=[r.category for r in prompted],  # a text tracker (sam3_video) matches boxes to its tracks
             )
             for referent, masklet in zip(prompted, masklets, strict=True):
                 per_category[referent.category][valid] = np.asarray(masklet, dtype=bool)
