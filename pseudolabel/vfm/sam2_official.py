@@ -104,6 +104,27 @@ def dotlist_item(override: str) -> str:
     return item
 
 
+def build_sam2_image_predictor(
+    model_config: str | Path, overrides: Sequence[str], checkpoint: str | Path | None, device: str
+) -> Any:
+    """A ``SAM2ImagePredictor`` (mask threshold 0) on the ``SAM2Base`` built from a model config of the
+    ``sam2`` package (with dotlist ``overrides``) and, when given, the checkpoint loaded strictly; its
+    ``model`` is the model (the video predictor builds on the same one)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    predictor_class, package_dir = import_sam2()
+    config = OmegaConf.merge(OmegaConf.load(config_file(model_config, package_dir)), OmegaConf.from_dotlist(list(overrides)))
+    OmegaConf.resolve(config)
+    model = instantiate(config.model, _recursive_=True)
+    if checkpoint is not None:
+        load_sam2_checkpoint(model, checkpoint)
+    model = model.to(device).eval()
+    predictor = predictor_class(model, mask_threshold=0.0)
+    predictor._bb_feat_sizes = [(model.image_size // s, model.image_size // s) for s in FEATURE_STRIDES]
+    return predictor
+
+
 def load_sam2_checkpoint(model: Any, checkpoint: str | Path) -> None:
     """Load Meta's SAM 2 ``.pt`` (``{"model": state_dict}``) into ``model`` with a strict key check."""
     import torch
@@ -189,21 +210,7 @@ class Sam2OfficialSegmenter(Segmenter):
         return self._predictor.get()
 
     def _load(self) -> Any:
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
-
-        predictor_class, package_dir = import_sam2()
-        config = OmegaConf.merge(
-            OmegaConf.load(config_file(self.model_config, package_dir)), OmegaConf.from_dotlist(self.overrides)
-        )
-        OmegaConf.resolve(config)
-        model = instantiate(config.model, _recursive_=True)
-        if self.checkpoint is not None:
-            load_sam2_checkpoint(model, self.checkpoint)
-        model = model.to(self.device).eval()
-        predictor = predictor_class(model, mask_threshold=0.0)
-        predictor._bb_feat_sizes = [(model.image_size // s, model.image_size // s) for s in FEATURE_STRIDES]
-        return predictor
+        return build_sam2_image_predictor(self.model_config, self.overrides, self.checkpoint, self.device)
 
     def _segment_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[BoxMasks]:
         predictor = self.predictor  # first: a missing sam2 package fails before torch is imported

@@ -28,10 +28,8 @@ from pseudolabel.components import Lazy
 from pseudolabel.vfm.sam2_official import (
     DEFAULT_CONFIG,
     POSTPROCESSING_OVERRIDES,
-    config_file,
+    build_sam2_image_predictor,
     dotlist_item,
-    import_sam2,
-    load_sam2_checkpoint,
 )
 from pseudolabel.vfm.sam2_video import PROMPTS
 from pseudolabel.vfm.video import VideoSegmenter, group_by_frame, video_segmenter
@@ -104,22 +102,9 @@ class Sam2OfficialVideoSegmenter(VideoSegmenter):
         return self._predictors.get()[0]
 
     def _load(self) -> tuple[Any, Any]:
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
-
-        image_predictor_class, package_dir = import_sam2()
+        image_predictor = build_sam2_image_predictor(self.model_config, self.overrides, self.checkpoint, self.device)
         importlib.import_module("sam2.sam2_video_predictor")  # the sam2 package is initialised: a plain import
-        config = OmegaConf.merge(
-            OmegaConf.load(config_file(self.model_config, package_dir)), OmegaConf.from_dotlist(self.overrides)
-        )
-        OmegaConf.resolve(config)
-        model = instantiate(config.model, _recursive_=True)
-        if self.checkpoint is not None:
-            load_sam2_checkpoint(model, self.checkpoint)
-        model = model.to(self.device).eval()
-        image_predictor = image_predictor_class(model, mask_threshold=0.0)
-        image_predictor._bb_feat_sizes = [(model.image_size // s, model.image_size // s) for s in (4, 8, 16)]
-        return model, image_predictor
+        return image_predictor.model, image_predictor
 
     def _propagate(
         self, frames: np.ndarray, prompts: list[tuple[int, np.ndarray]], labels: list[str] | None = None
