@@ -41,7 +41,7 @@ from openavs_st.data.audio import is_silent
 from pseudolabel import alm as alm_pkg
 from pseudolabel import llm as llm_pkg
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
-from pseudolabel.runner import ClipWork, Labels
+from pseudolabel.runner import ClipWork, Labels, load_clip
 from pseudolabel.semantic import ClassMapper
 from pseudolabel.vfm.base import Detections, clean_phrases
 
@@ -232,12 +232,7 @@ class OpenAVSLabeler:
 
     def prepare(self, source: Any, clip_id: str) -> Described:
         """Load a clip and describe its frames (ALMs, VLM), or read its class names (``clip_label``)."""
-        start = time.perf_counter()
-        clip = source.load(clip_id)
-        timings = {"load_s": time.perf_counter() - start}
-        valid = [t for t in range(clip.num_frames) if clip.frame_valid[t]]
-        if not valid:
-            raise ValueError(f"clip {clip_id!r} has no valid frame")
+        clip, timings, valid = load_clip(source, clip_id)
         if self.mode == "clip_label":
             names = source.class_names(clip)
             phrases = self.class_phrases(names)

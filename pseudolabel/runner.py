@@ -60,6 +60,18 @@ class ClipWork:
         return not self.pending or (self.future is not None and self.future.done())
 
 
+def load_clip(source: Any, clip_id: str) -> tuple[Clip, dict[str, float], list[int]]:
+    """A labeler's first step: the clip from its source, the seconds that took (``timings["load_s"]``) and its
+    valid frame indices; a clip without a valid frame is an error naming it."""
+    start = time.perf_counter()
+    clip = source.load(clip_id)
+    timings = {"load_s": time.perf_counter() - start}
+    valid = [t for t in range(clip.num_frames) if clip.frame_valid[t]]
+    if not valid:
+        raise ValueError(f"clip {clip_id!r} has no valid frame")
+    return clip, timings, valid
+
+
 class Labels(NamedTuple):
     """What a labeler's ``finish`` gives for one clip (a plain ``(masks, record)`` pair also does): ``masks
     [T, H, W]`` bool, the manifest record and, from a labeler with ``semantic`` set, ``classes [T, H, W]``

@@ -49,7 +49,7 @@ from pseudolabel.alrefsam2.chat import EndpointChat, VLMChat
 from pseudolabel.alrefsam2.strip import IMAGE_FORMATS, draw_strip
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
 from pseudolabel.labelers import LABELERS
-from pseudolabel.runner import ClipWork, Labels
+from pseudolabel.runner import ClipWork, Labels, load_clip
 from pseudolabel.semantic import ClassMapper
 
 log = logging.getLogger(__name__)
@@ -331,12 +331,7 @@ class ALRefSAM2Labeler:
         return [valid[i] for i in sorted(set(picks.tolist()))]
 
     def prepare(self, source: Any, clip_id: str) -> Referenced:
-        start = time.perf_counter()
-        clip = source.load(clip_id)
-        timings = {"load_s": time.perf_counter() - start}
-        valid = [t for t in range(clip.num_frames) if clip.frame_valid[t]]
-        if not valid:
-            raise ValueError(f"clip {clip_id!r} has no valid frame")
+        clip, timings, valid = load_clip(source, clip_id)
         if clip.waveform is None:
             raise ValueError(f"clip {clip_id!r} has no waveform to tag (read it with audio='wav')")
         work = Referenced(clip, len(valid), timings, valid=valid, shown=self.strip_positions(valid),
