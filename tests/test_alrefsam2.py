@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from chat_server import ChatCompletionsServer, Reply, completion
 from tiny_vision import tiny_grounding_dino
 
 from openavs_st.data.avsbench import AVSS_CLASSES
@@ -172,71 +171,40 @@ def s4_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("s4"), ("s4",), splits={"train": 1, "test": 3}, size=40, seed=3)["s4"]
 
 
-class StripServer:
+class StripServer(ChatCompletionsServer):
     """A chat-completions server that answers the reference question with ``reference`` and the box question
     with ``box``. A request whose content is not one text part plus one base64 JPEG image of
     ``strip_size`` is refused (HTTP 400) and noted in ``errors``."""
 
-    def __init__(self, strip_size: tuple[int, int], reference: str, box: str = "[2]") -> None:
-        from PIL import Image
+    usage = USAGE
 
+    def __init__(self, strip_size: tuple[int, int], reference: str, box: str = "[2]") -> None:
+        self.strip_size, self.reference, self.box = strip_size, reference, box
         self.kinds: list[str] = []
         self.texts: list[str] = []
         self.errors: list[str] = []
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                error = None
-                try:
-                    (message,) = body["messages"]
-                    text_part, image_part = message["content"]
-                    assert text_part["type"] == "text" and image_part["type"] == "image_url"
-                    prefix = "data:image/jpeg;base64,"
-                    url = image_part["image_url"]["url"]
-                    assert url.startswith(prefix), url[:40]
-                    image = Image.open(io.BytesIO(base64.b64decode(url[len(prefix):])))
-                    assert image.format == "JPEG" and image.size == strip_size, (image.format, image.size)
-                except Exception as exc:  # noqa: BLE001 - reported to the test
-                    error = f"{type(exc).__name__}: {exc}"
-                if error is not None:
-                    server.errors.append(error)
-                    self._send(400, {"error": {"message": error, "type": "invalid_request_error"}})
-                    return
-                is_box = "candidates for the category" in text_part["text"]
-                server.kinds.append("box" if is_box else "reference")
-                server.texts.append(text_part["text"])
-                self._send(200, {
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": box if is_box else reference}}],
-                    "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1], "total_tokens": sum(USAGE)},
-                })
+    def respond(self, body: dict[str, Any], request: Any) -> Reply:
+        from PIL import Image
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        try:
+            (message,) = body["messages"]
+            text_part, image_part = message["content"]
+            assert text_part["type"] == "text" and image_part["type"] == "image_url"
+            prefix = "data:image/jpeg;base64,"
+            url = image_part["image_url"]["url"]
+            assert url.startswith(prefix), url[:40]
+            image = Image.open(io.BytesIO(base64.b64decode(url[len(prefix):])))
+            assert image.format == "JPEG" and image.size == self.strip_size, (image.format, image.size)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            error = f"{type(exc).__name__}: {exc}"
+            self.errors.append(error)
+            return 400, {"error": {"message": error, "type": "invalid_request_error"}}, {}
+        is_box = "candidates for the category" in text_part["text"]
+        self.kinds.append("box" if is_box else "reference")
+        self.texts.append(text_part["text"])
+        return 200, completion(self.box if is_box else self.reference, body["model"], self.usage), {}
 
 
 def second_best_score(grounder: Any, frame: np.ndarray, phrase: str) -> float:

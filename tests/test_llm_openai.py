@@ -11,15 +11,14 @@ import asyncio
 import dataclasses
 import json
 import re
-import threading
 import time
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from chat_server import ChatCompletionsServer, Reply
 
 from pseudolabel import llm
 from pseudolabel.llm.openai_backend import retry_after_seconds
@@ -39,91 +38,46 @@ def echo_answer(body: dict[str, Any]) -> str:
     return "\n".join(f"<answer>{text}</answer>" for _, text in frames)
 
 
-class FakeChatServer:
+class FakeChatServer(ChatCompletionsServer):
     """A minimal OpenAI-compatible chat-completions server for tests."""
 
+    usage = USAGE
+
     def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
-        self.failures: deque[tuple[int, dict[str, str], dict[str, Any]]] = deque()
+        self.failures: deque[Reply] = deque()  # replies queued ahead of the normal answers
         self.answer: Callable[[dict[str, Any]], str] = echo_answer
         self.delay_s = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        super().__init__()
 
     def fail_next(
         self, status: int, headers: dict[str, str] | None = None, message: str = "failure", code: str | None = None
     ) -> None:
         """Make the next request fail with ``status`` (queued, first in first out)."""
-        self.failures.append((status, headers or {}, {"error": {"message": message, "type": "test", "code": code}}))
+        self.failures.append((status, {"error": {"message": message, "type": "test", "code": code}}, headers or {}))
 
     def raw_next(self, data: bytes, content_type: str) -> None:
         """Make the next request answer 200 with ``data`` as its body (a broken proxy, a captive portal)."""
-        self.failures.append((200, {"Content-Type": content_type}, data))
+        self.failures.append((200, data, {"Content-Type": content_type}))
 
-    def _respond(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-        with self._lock:
-            if self.failures:
-                return self.failures.popleft()
-        content = self.answer(body)
-        return 200, {}, {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1], "total_tokens": sum(USAGE)},
-        }
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                with server._lock:
-                    server.bodies.append(body)
-                    server.authorizations.append(self.headers.get("Authorization", ""))
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    time.sleep(server.delay_s)
-                    status, headers, payload = (
-                        server._respond(body) if self.path == "/v1/chat/completions" else (404, {}, {})
-                    )
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def __enter__(self) -> "FakeChatServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+    def respond(self, body: dict[str, Any], request: Any) -> Reply:
+        with self.lock:
+            self.authorizations.append(request.headers.get("Authorization", ""))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay_s)
+            if request.path != "/v1/chat/completions":
+                return 404, {}, {}
+            with self.lock:
+                if self.failures:
+                    return self.failures.popleft()
+            return super().respond(body, request)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
 
 @pytest.fixture

@@ -16,14 +16,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from chat_server import ChatCompletionsServer
 from tiny_vision import tiny_grounding_dino, tiny_sam2
 
 from openavs_st.data.sources import AVSBenchSource, UnpairedSource, VideoFolderSource
@@ -118,56 +117,25 @@ def no_temporaries(root: Path) -> bool:
 # --- a chat-completions server ------------------------------------------------------------------------
 
 
-class ChatServer:
+class ChatServer(ChatCompletionsServer):
     """Answers every chat request with ``<answer>`` lines: the first audio text of each frame, except
     frames listed in ``silent`` (answered "none"). A ``model``-strategy request (``Image agent i:`` /
     ``Audio agent j:`` lines) gets one line of reasoning and one answer: Audio agent 0's text plus
     ``guitar`` (a word no describer produces, so it can only come from the answer)."""
 
+    usage = USAGE
+
     def __init__(self, silent: tuple[int, ...] = ()) -> None:
-        self.bodies: list[dict[str, Any]] = []
         self.silent = silent
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                server.bodies.append(body)
-                user = body["messages"][1]["content"]
-                agent = re.search(r"^Audio agent 0: (.*)$", user, re.MULTILINE)
-                if agent:
-                    answer = f"The image and audio agents agree.\n<answer>{agent.group(1)}, guitar</answer>"
-                else:
-                    frames = re.findall(r"<frame(\d+)>(?:<exp1>)?(.*?)(?:</exp1>|</frame)", user)
-                    answer = "\n".join(
-                        f"<answer>{'none' if int(t) in server.silent else text}</answer>" for t, text in frames
-                    )
-                payload = json.dumps({
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1], "total_tokens": sum(USAGE)},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, body: dict[str, Any]) -> str:
+        user = body["messages"][1]["content"]
+        agent = re.search(r"^Audio agent 0: (.*)$", user, re.MULTILINE)
+        if agent:
+            return f"The image and audio agents agree.\n<answer>{agent.group(1)}, guitar</answer>"
+        frames = re.findall(r"<frame(\d+)>(?:<exp1>)?(.*?)(?:</exp1>|</frame)", user)
+        return "\n".join(f"<answer>{'none' if int(t) in self.silent else text}</answer>" for t, text in frames)
 
 
 # --- the whole pipeline ---------------------------------------------------------------------------------

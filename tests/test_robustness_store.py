@@ -17,12 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from chat_server import ChatCompletionsServer, Reply, completion
 from test_openavs_pipeline import model_overrides, models  # noqa: F401 - models is a fixture
 
 from openavs_st.data.redact import scrub_secrets, scrub_text
@@ -43,12 +43,14 @@ def s4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("s4"), ("s4",), splits={"test": 4}, size=40, seed=3)["s4"]
 
 
-class Endpoint:
+class Endpoint(ChatCompletionsServer):
     """A chat-completions server answering ``<answer>dog</answer>`` for every frame of a request.
 
     ``fail_first``: the first n requests get HTTP 500 quoting the request's Authorization header (a careless
     proxy). ``unusable_first``: the next n get an answer with no ``<answer>`` in it. ``hold``: requests wait until :meth:`release` (a run that stays busy while the test looks at it).
     """
+
+    usage = (10, 2)
 
     def __init__(self, *, fail_first: int = 0, unusable_first: int = 0, hold: bool = False) -> None:
         self.requests = 0
@@ -59,53 +61,26 @@ class Endpoint:
         self.released = threading.Event()
         if not hold:
             self.released.set()
-        endpoint = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                asked = re.findall(r"<frame(\d+)>", body["messages"][-1]["content"])
-                endpoint.frames_asked.append(len(asked))
-                endpoint.arrived += 1
-                endpoint.released.wait(120)
-                endpoint.requests += 1
-                if endpoint.requests <= endpoint.fail_first:
-                    status = 500
-                    payload = {"error": {"message": f"upstream refused {self.headers.get('Authorization')}"}}
-                else:
-                    status = 200
-                    usable = endpoint.requests > endpoint.fail_first + endpoint.unusable_first
-                    text = "\n".join("<answer>dog</answer>" for _ in asked or [0]) if usable else "I cannot tell."
-                    payload = {
-                        "id": "r", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                            "role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
-                    }
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
-
-    def url(self, userinfo: str = "") -> str:
-        return f"http://{userinfo}127.0.0.1:{self.httpd.server_address[1]}/v1"
+    def respond(self, body: dict[str, Any], request: Any) -> Reply:
+        asked = re.findall(r"<frame(\d+)>", body["messages"][-1]["content"])
+        self.frames_asked.append(len(asked))
+        self.arrived += 1
+        self.released.wait(120)
+        self.requests += 1
+        if self.requests <= self.fail_first:
+            return 500, {"error": {"message": f"upstream refused {request.headers.get('Authorization')}"}}, {}
+        usable = self.requests > self.fail_first + self.unusable_first
+        text = "\n".join("<answer>dog</answer>" for _ in asked or [0]) if usable else "I cannot tell."
+        return 200, completion(text, body["model"], self.usage), {}
 
     def release(self) -> None:
         self.released.set()
 
     def close(self) -> None:
         self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().close()
 
 
 def label_command(models: dict[str, Path], s4: Path, out: Path, *extra: str) -> list[str]:
@@ -127,7 +102,7 @@ def label_via(server: Endpoint, models: dict[str, Path], data_root: Path, out: P
               userinfo: str = "", api_key: str = "unused") -> subprocess.CompletedProcess:
     """``python -m pseudolabel`` on an AVSBench S4 split into ``out``, its LLM at ``server`` (closed after)."""
     try:
-        overrides = llm_overrides(server.url(userinfo), out.parent / "cache", *extra)
+        overrides = llm_overrides(server.base_url(userinfo), out.parent / "cache", *extra)
         return run_cli(label_command(models, data_root, out, *overrides), OPENAI_API_KEY=api_key)
     finally:
         server.close()
@@ -164,7 +139,7 @@ def test_log_records_of_every_logger_are_scrubbed_once_installed(tmp_path: Path)
         "from openavs_st.data.redact import install_log_scrubbing\n"
         "install_log_scrubbing()\n"
         "logging.basicConfig(level=logging.DEBUG)\n"
-        f"httpx.post({server.url('bob:' + URL_PASSWORD + '@') + '/chat/completions'!r}, json={{'model': 'm', 'messages': [{{'role': 'user', 'content': 'x'}}]}})\n"
+        f"httpx.post({server.base_url('bob:' + URL_PASSWORD + '@') + '/chat/completions'!r}, json={{'model': 'm', 'messages': [{{'role': 'user', 'content': 'x'}}]}})\n"
         "try:\n"
         f"    raise ValueError('cannot reach http://bob:{URL_PASSWORD}@h/v1')\n"
         "except ValueError:\n"
@@ -221,7 +196,7 @@ def test_a_second_writer_of_a_shard_is_refused_naming_the_holder(tmp_path: Path)
 def test_two_concurrent_labeler_runs_on_one_store_one_is_refused(models, s4: Path, tmp_path: Path) -> None:
     server = Endpoint(hold=True)  # the first run waits for its first LLM answer, holding the store
     out = tmp_path / "store"
-    command = label_command(models, s4, out, *llm_overrides(server.url(), tmp_path / "cache"))
+    command = label_command(models, s4, out, *llm_overrides(server.url, tmp_path / "cache"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "unused"}
     first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
