@@ -121,6 +121,26 @@ def check_images(images: Sequence[np.ndarray]) -> None:
             raise ValueError(f"images[{index}] is empty: shape {image.shape}")
 
 
+def check_priors(
+    priors: Sequence[Sequence[np.ndarray] | None] | None, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]
+) -> list[Sequence[np.ndarray] | None]:
+    """A segmenter's ``priors`` (per image ``None`` or one ``[H, W]`` map per box, :attr:`Detections.maps`)
+    checked against the images and their checked ``boxes``; ``None`` means none for every image."""
+    if priors is None:
+        return [None] * len(images)
+    if len(priors) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(priors)} prior lists")
+    for index, (image, image_boxes, maps) in enumerate(zip(images, boxes, priors, strict=True)):
+        if maps is None:
+            continue
+        if len(maps) != len(image_boxes):
+            raise ValueError(f"priors[{index}] has {len(maps)} maps for {len(image_boxes)} boxes")
+        for map_ in maps:
+            if np.shape(map_) != image.shape[:2]:
+                raise ValueError(f"priors[{index}]: a map of shape {np.shape(map_)} for an image of {image.shape[:2]}")
+    return list(priors)
+
+
 def check_boxes(boxes: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
     """``boxes`` as ``count`` float32 ``[N, 4]`` xyxy arrays; a clear error for anything else."""
     if len(boxes) != count:

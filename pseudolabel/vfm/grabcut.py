@@ -31,6 +31,7 @@ from pseudolabel.vfm.base import (
     Segmenter,
     check_boxes,
     check_images,
+    check_priors,
     segmenter,
 )
 
@@ -84,18 +85,9 @@ class GrabCutSegmenter(Segmenter):
         """Per-box masks; ``priors``: per image ``None`` or one ``[H, W]`` map in [0, 1] per box."""
         check_images(images)
         checked = check_boxes(boxes, len(images))
-        if priors is None:
-            priors = [None] * len(images)
-        if len(priors) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(priors)} prior lists")
+        priors = check_priors(priors, images, checked)
         results = []
-        for index, (image, image_boxes, maps) in enumerate(zip(images, checked, priors, strict=True)):
-            if maps is not None:
-                if len(maps) != len(image_boxes):
-                    raise ValueError(f"priors[{index}] has {len(maps)} maps for {len(image_boxes)} boxes")
-                for map_ in maps:
-                    if np.shape(map_) != image.shape[:2]:
-                        raise ValueError(f"priors[{index}]: a map of shape {np.shape(map_)} for an image of {image.shape[:2]}")
+        for image, image_boxes, maps in zip(images, checked, priors, strict=True):
             if not len(image_boxes):  # no boxes: an empty mask, no work
                 results.append(BoxMasks(np.zeros((0, *image.shape[:2]), bool), np.zeros(0, np.float32)))
             else:

@@ -19,6 +19,7 @@ from pseudolabel.vfm.base import (
     Segmenter,
     check_boxes,
     check_images,
+    check_priors,
     segmenter,
 )
 
@@ -44,22 +45,18 @@ class GrounderMasks(Segmenter):
         """Per-box masks from ``priors`` (per image one ``[H, W]`` map in [0, 1] per box)."""
         check_images(images)
         checked = check_boxes(boxes, len(images))
-        priors = list(priors) if priors is not None else [None] * len(images)
-        if len(priors) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(priors)} mask lists")
+        priors = check_priors(priors, images, checked)
         results = []
         for index, (image, image_boxes, maps) in enumerate(zip(images, checked, priors, strict=True)):
             if len(image_boxes) == 0:
                 results.append(BoxMasks(np.zeros((0, *image.shape[:2]), bool), np.zeros(0, np.float32)))
                 continue
-            if maps is None or len(maps) != len(image_boxes):
+            if maps is None:
                 raise ValueError(
                     f"segmenter grounder_masks uses the masks a grounder returns with its boxes (grounder sam3); "
-                    f"image {index} has {len(image_boxes)} boxes but {0 if maps is None else len(maps)} masks"
+                    f"image {index} has {len(image_boxes)} boxes but 0 masks"
                 )
             stack = np.stack([np.asarray(m, np.float32) for m in maps])
-            if stack.shape[1:] != image.shape[:2]:
-                raise ValueError(f"image {index}: masks of shape {stack.shape[1:]} for an image of {image.shape[:2]}")
             masks = stack > self.threshold
             area = masks.sum(axis=(1, 2))
             scores = np.where(area > 0, (stack * masks).sum(axis=(1, 2)) / np.maximum(area, 1), 0.0)
