@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chat_server import ChatCompletionsServer
 from test_openavs_pipeline import ChatServer
 
 from openavs_st.data.sources import AVSBenchSource
@@ -183,3 +184,40 @@ def test_openavs_propagation_with_sam3_video_tracks_the_phrases(models, s4_root,
         np.testing.assert_array_equal(clip.masks.astype(bool), expected)
         assert all(f["boxes"] == [] for f in rec["frames_info"])
     assert evaluate_store(tmp_path / "s", "avsbench_s4", s4_root, "test", missing="skip")["frames_scored"] == 5
+
+
+class ReferenceServer(ChatCompletionsServer):
+    """AL-Ref-SAM2's LLM: "dog" is the sounding object, clearest on frame 2; box 1 whenever it is asked."""
+
+    def answer(self, body: dict) -> str:
+        text = " ".join(p.get("text", "") for m in body["messages"] for p in
+                        (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}]))
+        return "[1]" if "box 1 (green)" in text else "['dog': 2]"
+
+
+def test_alrefsam2_with_sam3_grounding_and_sam3_video_tracking(models, s4_root, tmp_path, monkeypatch) -> None:
+    """labeler=alrefsam2 with both SAM 3 backends (issue: usable by OpenAVS and AL-Ref-SAM2): the pivot box
+    comes from the sam3 grounder and sam3_video tracks the category's instance from it; the stored masks are
+    sam3_video's for the recorded box and category."""
+    from pseudolabel.labelers import build_labeler
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    source = AVSBenchSource("avsbench_s4", s4_root, "test")
+    video_options = {"threshold": 0.2, "new_object_threshold": 0.2}
+    with ReferenceServer() as server:
+        labeler = build_labeler({
+            "name": "alrefsam2_sam3", "mode": "alrefsam2",
+            "alm": {"ast": {"name": "ast", "model": str(models["ast"])}},
+            "llm": {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0},
+            "grounder": {"name": "sam3", "model": str(models["sam3"]), "threshold": 0.0, "presence_threshold": 0.0},
+            "video_segmenter": {"name": "sam3_video", "model": str(models["sam3_video"]), **video_options},
+            "strip": {"frame_height": None},
+        })
+        writer = StoreWriter(tmp_path / "store", labeler="alrefsam2_sam3")
+        assert run_labeler(labeler, source, writer, progress=False, limit=1).clips_ok == 1
+    (clip,) = PseudoLabelStore(tmp_path / "store")
+    (referent,) = load_records(tmp_path / "store")[clip.id]["referents"]
+    assert referent["category"] == "dog" and referent["pivot_frame"] == 1 and referent["chosen_box"] is not None
+    video = create_video_segmenter("sam3_video", model=str(models["sam3_video"]), **video_options)
+    (expected,) = video.propagate(clip.frames, [(1, np.asarray(referent["chosen_box"], np.float32))], labels=["dog"])
+    np.testing.assert_array_equal(clip.masks.astype(bool), expected)
