@@ -36,12 +36,12 @@ from pseudolabel.alrefsam2.answers import (
     BOX_PROMPT,
     REFERENCE_PROMPT,
     box_prompt,
-    load_template,
     reference_prompt,
 )
 from pseudolabel.components import VIDEO_SEGMENTER, ComponentConfigError
 from pseudolabel.evaluate import evaluate_store
 from pseudolabel.labelers import build_labeler
+from pseudolabel.llm.strategies import load_prompt
 from pseudolabel.runner import run_labeler
 
 torch = pytest.importorskip("torch")
@@ -128,15 +128,15 @@ def test_strip_tiles_frames_numbers_them_and_draws_boxes_on_the_pivot_only() -> 
 
 def test_prompts_carry_tags_closed_list_and_normalised_boxes() -> None:
     text = reference_prompt(
-        load_template(REFERENCE_PROMPT), num_frames=5, tags=["Dog", "Bark"], categories=avsbench_objects(), several=False
+        load_prompt(REFERENCE_PROMPT), num_frames=5, tags=["Dog", "Bark"], categories=avsbench_objects(), several=False
     )
     assert "'Dog', 'Bark'" in text and "'emergency-car'" in text and "typing" in text and "$" not in text
     assert "1 to 5" in text and "['category': frame]" in text and "category1" not in text
     assert len(avsbench_objects()) == 70
-    open_world = reference_prompt(load_template(REFERENCE_PROMPT), num_frames=10, tags=[], categories=None, several=True)
+    open_world = reference_prompt(load_prompt(REFERENCE_PROMPT), num_frames=10, tags=[], categories=None, several=True)
     assert "two rows of 5" in open_world and "'emergency-car'" not in open_world and "category1" in open_world
     boxes = box_prompt(
-        load_template(BOX_PROMPT), num_frames=5, frame=3, category="dog",
+        load_prompt(BOX_PROMPT), num_frames=5, frame=3, category="dog",
         boxes=np.array([[0, 0, 50, 20], [25, 10, 75, 40]], np.float32), frame_hw=(40, 100),
     )
     assert "box 1 (green): centre (0.25, 0.25), width 0.5, height 0.5" in boxes
@@ -450,7 +450,7 @@ def test_a_local_vlm_answers_from_the_strip_and_the_prompt(models: dict[str, Pat
     (record,) = load_records(tmp_path / "store").values()
     clip = source.load(record["id"])
     text = reference_prompt(
-        load_template(REFERENCE_PROMPT), num_frames=5, tags=[t["label"] for t in record["tags"]],
+        load_prompt(REFERENCE_PROMPT), num_frames=5, tags=[t["label"] for t in record["tags"]],
         categories=avsbench_objects(), several=True,
     )
     direct = labeler.chat.vlm.describe([draw_strip(clip.frames)], [text])[0][0]

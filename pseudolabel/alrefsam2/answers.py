@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pseudolabel.alrefsam2.strip import BOX_COLOURS, grid
-from pseudolabel.llm.strategies import PROMPTS_DIR, load_prompt
+from pseudolabel.llm.strategies import PROMPTS_DIR
 
 REFERENCE_PROMPT = PROMPTS_DIR / "alrefsam2_reference.txt"
 BOX_PROMPT = PROMPTS_DIR / "alrefsam2_box.txt"
@@ -193,8 +193,3 @@ def parse_box_choice(text: str, count: int) -> BoxChoice:
     if not 1 <= value <= count:
         return BoxChoice(1, [f"box {value} is not one of 1..{count}: box 1"])
     return BoxChoice(value)
-
-
-def load_template(path: str | Path) -> str:
-    """A prompt template file (UTF-8, not empty)."""
-    return load_prompt(path)

@@ -49,6 +49,7 @@ from pseudolabel.alrefsam2.chat import EndpointChat, VLMChat
 from pseudolabel.alrefsam2.strip import IMAGE_FORMATS, draw_strip
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
 from pseudolabel.labelers import LABELERS
+from pseudolabel.llm.strategies import load_prompt
 from pseudolabel.runner import ClipWork, Labels, load_clip
 from pseudolabel.semantic import ClassMapper
 
@@ -203,8 +204,8 @@ class ALRefSAM2Labeler:
         self.tag_window_s = float(tag_window_s)
         self.reference_file = reference_prompt or answers.REFERENCE_PROMPT
         self.box_file = box_prompt or answers.BOX_PROMPT
-        self.reference_template = answers.load_template(self.reference_file)
-        self.box_template = answers.load_template(self.box_file)
+        self.reference_template = load_prompt(self.reference_file)
+        self.box_template = load_prompt(self.box_file)
         self.prompt_sha256 = hashlib.sha256(
             (self.reference_template + "\0" + self.box_template).encode("utf-8")
         ).hexdigest()
