@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.alm.base import AudioDescriber, batched_pairs, check_prompts, register
+from pseudolabel.alm.base import AudioDescriber, batched_pairs, register
 from pseudolabel.components import ComponentConfigError, LazyModel, positive_int
 
 PENGI_PROMPTS = ("generate audio caption", "generate metadata", "this is a sound of")
@@ -215,6 +215,10 @@ class Pengi:
                 stop=self.stop_ids,
             )  # fmt: skip
 
+    def texts(self, waves: Sequence[np.ndarray], sample_rate: int, prompts: Sequence[str]) -> list[str]:
+        """The text of each (clip, prompt) pair (``waves[i]`` with ``prompts[i]``), one batched search."""
+        return [self.text(beams) for beams in self.generate(waves, sample_rate, prompts)]
+
     def text(self, beams: Any) -> str:
         """The best beam's text, cut at the stop token, repetition capped."""
         from pseudolabel.alm.pengi.decode import clean_text
@@ -225,12 +229,8 @@ class Pengi:
         self, waves: Sequence[np.ndarray], sample_rate: int, prompts: Sequence[str] = PENGI_PROMPTS
     ) -> list[list[str]]:
         """``texts[i][j]`` for clip ``i`` and prompt ``j``: every pair in one batched search."""
-        pairs = [(w, p) for w in waves for p in prompts]
-        if not pairs:
-            return []
-        texts = [self.text(b) for b in self.generate([w for w, _ in pairs], sample_rate, [p for _, p in pairs])]
-        width = len(prompts)
-        return [texts[i * width : (i + 1) * width] for i in range(len(waves))]
+        every_pair = max(1, len(waves) * len(prompts))
+        return batched_pairs(waves, prompts, every_pair, lambda chunk, ps: self.texts(chunk, sample_rate, ps))
 
 
 # --- the alm component -------------------------------------------------------------------------------
@@ -304,13 +304,8 @@ class PengiDescriber(AudioDescriber):
         return self.pengi.sample_rate
 
     def _describe_waves(self, waves: list[np.ndarray], prompts: Sequence[str | None]) -> list[list[str]]:
-        pengi = self.pengi
-        checked = check_prompts([p for p in prompts if p is not None])
-
-        def run(chunk: list[np.ndarray], chunk_prompts: list[str]) -> list[str]:
-            return [pengi.text(b) for b in pengi.generate(chunk, pengi.sample_rate, chunk_prompts)]
-
-        return batched_pairs(waves, checked, self.batch_size, run)
+        pengi = self.pengi  # prompts: resolved and checked by AudioDescriber.describe
+        return batched_pairs(waves, prompts, self.batch_size, lambda chunk, ps: pengi.texts(chunk, pengi.sample_rate, ps))
 
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), **self.lazy.provenance(), "variant": self.variant, "gpt2": self.gpt2,
