@@ -35,11 +35,11 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from openavs_st.data.avsbench import AVSS_NUM_CLASSES
+
 __all__ = ["AVSS_MODE", "SemanticFScore", "SemanticMIoU", "class_maps", "frame_class_scores"]
 
 AVSS_MODE = "avss"
-# 70 categories + background (AVSBench avss/config.py NUM_CLASSES; openavs_st.data.avsbench.AVSS_NUM_CLASSES).
-AVSS_NUM_CLASSES = 71
 # compute_color_metrics.py: ``beta2=0.3``.
 F_BETA2 = 0.3
 

@@ -31,8 +31,9 @@ from torch import nn
 from backbones.base import AVSOutput, Recipe
 from backbones.losses import LOSS_TERMS
 from openavs_st.config import backbone_name, build_backbone
+from openavs_st.data.avsbench import AVSS_NUM_CLASSES
 from openavs_st.metrics import FalsePositiveRate, FScore, MaskIoU, g_f, g_fpr, g_miou
-from openavs_st.metrics_avss import AVSS_NUM_CLASSES, SemanticFScore, SemanticMIoU
+from openavs_st.metrics_avss import SemanticFScore, SemanticMIoU
 
 
 class SimilarityHead(nn.Module):
