@@ -43,7 +43,7 @@ from pseudolabel import llm as llm_pkg
 from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
 from pseudolabel.runner import ClipWork, Labels, load_clip
 from pseudolabel.semantic import ClassMapper
-from pseudolabel.vfm.base import Detections, clean_phrases
+from pseudolabel.vfm.base import BoxMasks, Detections, clean_phrases
 
 MODES = ("openavs", "clip_label")
 
@@ -65,7 +65,7 @@ class Described(ClipWork):
     phrases: list[list[str]] | None = None  # per valid frame, once known
     translation: Any = None  # llm TranslationRecord
     silent: list[bool] = field(default_factory=list)  # per valid frame: its second of audio is digital silence
-    phrase_classes: dict[str, int] = field(default_factory=dict)  # clip_label + semantic: phrase -> its class id
+    phrase_classes: dict[str, int] = field(default_factory=dict)  # clip_label + semantic: cleaned phrase -> class id
     gate: Any = None  # the gate's GateDecision (labeler.gate), once applied
     gated: list[list[str]] = field(default_factory=list)  # per valid frame: the phrases the gate dropped
     propagation: dict[str, Any] | None = None  # labeler.propagate: the video prompts, for the record
@@ -197,11 +197,9 @@ class OpenAVSLabeler:
 
     def components(self) -> list[Any]:
         """Every component of the labeler."""
-        masks = [self.video_segmenter] if self.propagate else [self.segmenter]  # the segmenter is unused then
-        if self.propagate and self.tracks_text:
-            masks = [self.video_segmenter]  # nor is the grounder
-            return [c for c in [*self.alms, self.vlm, self.translator, *masks, self.gate] if c is not None]
-        return [c for c in [*self.alms, self.vlm, self.translator, self.grounder, *masks, self.gate] if c is not None]
+        masks = self.video_segmenter if self.propagate else self.segmenter  # the segmenter is unused then
+        grounder = None if self.propagate and self.tracks_text else self.grounder  # a text tracker grounds itself
+        return [c for c in [*self.alms, self.vlm, self.translator, grounder, masks, self.gate] if c is not None]
 
     @property
     def tracks_text(self) -> bool:
@@ -241,7 +239,8 @@ class OpenAVSLabeler:
                                   [list(phrases)] * len(valid))
             if self.mapper is not None:  # a phrase's class is the class name it stands for
                 described.phrase_classes = {
-                    phrase: self.mapper.class_id(name) for name in names for phrase in self.class_phrases([name])
+                    phrase: self.mapper.class_id(name)
+                    for name in names for phrase in clean_phrases(self.class_phrases([name]))
                 }
             return described
         if clip.waveform is None:
@@ -365,7 +364,7 @@ class OpenAVSLabeler:
                     frame["mask_labels"] = list(bm.labels)
                 if classes is not None:
                     labels, scores = (bm.labels, bm.scores) if self.propagate else (det.labels, det.scores)
-                    ids = [item.phrase_classes.get(label, self.mapper.class_id(label)) for label in labels]
+                    ids = [self.class_of(item, label) for label in labels]
                     classes[t] = self.mapper.paint(bm.masks, ids, scores)
                     frame["box_classes"] = ids
                 if item.gate is not None:
@@ -381,6 +380,12 @@ class OpenAVSLabeler:
             offset += len(item.valid)
             results.append(Labels(masks, self.record(item, info), classes))
         return results
+
+    def class_of(self, item: Described, phrase: str) -> int:
+        """``semantic``: the class id of a box's phrase (``clip_label``: of the class name it was asked for)."""
+        cleaned = clean_phrases([phrase])
+        key = cleaned[0] if cleaned else ""
+        return item.phrase_classes[key] if key in item.phrase_classes else self.mapper.class_id(phrase)
 
     def apply_gate(self, item: Described) -> None:
         """Keep in each valid frame only the phrases whose category sounds in its second (``labeler.gate``);
@@ -458,16 +463,11 @@ class OpenAVSLabeler:
 
 
 @dataclass(frozen=True)
-class PhraseMasks:
-    """A frame's propagated masks (``labeler.propagate``): ``[N, H, W]`` bool, one per phrase in ``labels``,
-    with the score of its video prompt (the grounding score of its box; 1.0 for text tracking)."""
+class PhraseMasks(BoxMasks):
+    """A frame's propagated masks (``labeler.propagate``): :class:`BoxMasks` with one mask per phrase in
+    ``labels``, scored by its video prompt (the grounding score of its box; 1.0 for text tracking)."""
 
-    masks: np.ndarray
-    scores: np.ndarray
-    labels: list[str]
-
-    def union(self) -> np.ndarray:
-        return self.masks.any(axis=0)
+    labels: list[str] = field(default_factory=list)
 
 
 def llm_summary(record: Any) -> dict[str, Any]:

@@ -88,11 +88,15 @@ class ClassMapper:
             raise ValueError(f"labeler.semantic={self.class_set}: {len(names)} classes; expected 2..256 (0 = background)")
         self.names = names
         self._matcher = PhraseMatcher(names, families, skip=(0,))
+        self._ids: dict[str, int] = {}  # phrase -> class id: boxes repeat their phrases frame after frame
 
     def class_id(self, phrase: str) -> int:
         """The class ``phrase`` names (0 when it names none)."""
-        found = self._matcher.best(str(phrase))
-        return 0 if found is None else int(found)
+        phrase = str(phrase)
+        if phrase not in self._ids:
+            found = self._matcher.best(phrase)
+            self._ids[phrase] = 0 if found is None else int(found)
+        return self._ids[phrase]
 
     def paint(self, masks: np.ndarray, class_ids: Sequence[int], scores: Sequence[float] | None = None) -> np.ndarray:
         """The ``[H, W]`` uint8 class-index map of ``masks [N, H, W]`` with ``class_ids [N]``: boxes painted in
