@@ -294,15 +294,15 @@ class ALRefSAM2Labeler:
             return self.categories
         if self.categories == "none":
             return None
-        if self.categories == "avsbench":
-            return avsbench_objects()
         key = id(source)
-        if key not in self._closed_lists:
+        if key not in self._closed_lists:  # read once per source, not per clip
             from openavs_st.data.avsbench import AVSSReader
             from openavs_st.data.sources import AVSBenchSource
 
             names: list[str] | None = None
-            if isinstance(source, AVSBenchSource):
+            if self.categories == "avsbench":
+                names = avsbench_objects()
+            elif isinstance(source, AVSBenchSource):
                 reader = source.reader
                 names = reader.class_names()[1:] if isinstance(reader, AVSSReader) else avsbench_objects()
             self._closed_lists[key] = names
