@@ -477,10 +477,10 @@ class ALRefSAM2Labeler:
             ids = [self.mapper.class_id(c) for c in categories]
             chosen = {r.category: float(r.scores[r.chosen - 1]) for r in work.referents if r.chosen is not None}
             scores = [chosen.get(c, 0.0) for c in categories]
-            stacked = np.stack([per_category[c] for c in categories], axis=1) if categories else None
             classes = np.zeros(shape, dtype=np.uint8)
-            for t in range(clip.num_frames):
-                if stacked is not None:
+            if categories:
+                stacked = np.stack([per_category[c] for c in categories], axis=1)
+                for t in range(clip.num_frames):
                     classes[t] = self.mapper.paint(stacked[t], ids, scores)
             record["category_classes"] = dict(zip(categories, ids))
         return Labels(masks, record, classes)
