@@ -34,31 +34,25 @@ DEFAULT_MODEL = "facebook/sam3"
 SIZE = TINY_SAM3["vision_config"]["backbone_config"]["image_size"]  # tiny models: 8 x 8 patches of 14 px
 
 # A tiny random Sam3VideoConfig: the tiny SAM 3 detector at 112 px (its FPN 128 wide, as the tracker's
-# prompt encoder reads it) and a SAM 2-style tracker as tiny as sam2_video's, at most 4 objects, no hot start.
+# prompt encoder reads it) and a SAM 2-style tracker as tiny as sam2_video's on the same vision config, at most
+# 4 objects, no hot start.
+_TINY_DETECTOR = deep_merge(
+    TINY_SAM3,
+    {
+        "vision_config": {"fpn_hidden_size": 128},
+        "geometry_encoder_config": {"hidden_size": 128},
+        "detr_encoder_config": {"hidden_size": 128},
+        "detr_decoder_config": {"hidden_size": 128, "num_queries": 3},
+        "mask_decoder_config": {"hidden_size": 128},
+    },
+)
 TINY_SAM3_VIDEO: dict[str, Any] = {
-    "detector_config": deep_merge(
-        TINY_SAM3,
-        {
-            "vision_config": {"fpn_hidden_size": 128},
-            "geometry_encoder_config": {"hidden_size": 128},
-            "detr_encoder_config": {"hidden_size": 128},
-            "detr_decoder_config": {"hidden_size": 128, "num_queries": 3},
-            "mask_decoder_config": {"hidden_size": 128},
-        },
-    ),
+    "detector_config": _TINY_DETECTOR,
     "tracker_config": {
         **{k: v for k, v in TINY_SAM2_VIDEO.items() if k.startswith(("memory_", "mask_downsampler", "num_maskmem", "max_object"))},
         "image_size": SIZE,
         "memory_attention_rope_feat_sizes": [SIZE // 14] * 2,
-        "vision_config": {
-            "backbone_config": {
-                "model_type": "sam3_vit_model", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                "num_attention_heads": 2, "image_size": SIZE, "window_size": 4, "pretrain_image_size": SIZE // 2,
-                "global_attn_indexes": [1],
-            },
-            "fpn_hidden_size": 128,
-            "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
-        },
+        "vision_config": deep_merge(_TINY_DETECTOR["vision_config"], {}),
         "prompt_encoder_config": {"hidden_size": 128, "image_size": SIZE, "patch_size": 14},
         "mask_decoder_config": {"hidden_size": 128, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
     },
