@@ -53,7 +53,6 @@ DEFAULTS: dict[str, Any] = {
     "sounds_dir": None,
     "force": False,
 }
-BINARY_LOGIT = 1e4
 # The centre-box baseline: a box over the middle half of the frame in each direction (a quarter of the
 # frame), what a model that ignores both the audio and the picture would draw.
 CENTRE_BOX = (0.25, 0.75)
@@ -122,6 +121,7 @@ def score(predictions: dict[str, np.ndarray], reader: Any, animals: dict[str, li
     import torch
 
     from openavs_st.metrics import MaskIoU
+    from pseudolabel.evaluate import mask_logits
 
     overall, per_animal = MaskIoU(), defaultdict(MaskIoU)
     for index, clip_id in enumerate(reader.ids):
@@ -130,7 +130,7 @@ def score(predictions: dict[str, np.ndarray], reader: Any, animals: dict[str, li
         pred = np.zeros_like(gt) if pred is None else pred
         if pred.shape != gt.shape:
             raise QuickstartError(f"clip {clip_id}: prediction {pred.shape} vs ground truth {gt.shape}")
-        logits = torch.from_numpy(np.where(pred > 0, BINARY_LOGIT, -BINARY_LOGIT).astype(np.float32))
+        logits = mask_logits(pred)
         target = torch.from_numpy(gt)
         overall.update(logits, target)
         for t, animal in enumerate(animals.get(clip_id, [])):

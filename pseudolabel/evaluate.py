@@ -26,6 +26,14 @@ MISSING_POLICIES = ("error", "empty", "skip")
 BINARY_LOGIT = 1e4  # sigmoid(+1e4) == 1.0 and sigmoid(-1e4) == 0.0 in float32
 
 
+def mask_logits(masks: np.ndarray) -> Any:
+    """Binary masks (nonzero = foreground) as float32 logits ``±BINARY_LOGIT`` (a torch tensor), what the
+    AVSBench metrics of :mod:`openavs_st.metrics` take."""
+    import torch
+
+    return torch.from_numpy(np.where(masks > 0, BINARY_LOGIT, -BINARY_LOGIT).astype(np.float32))
+
+
 def evaluate_store(
     store: str | Path,
     dataset: str,
@@ -80,7 +88,7 @@ def evaluate_store(
                     f"{store}: clip {clip_id!r} has masks {pred.shape} but the ground truth is {gt.shape} "
                     "(a different frame count or size)"
                 )
-        logits = torch.from_numpy(np.where(pred > 0, BINARY_LOGIT, -BINARY_LOGIT).astype(np.float32))
+        logits = mask_logits(pred)
         target = torch.from_numpy(gt)
         valid = torch.from_numpy(clip.has_label.copy())
         for metric in metrics.values():
