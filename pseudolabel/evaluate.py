@@ -56,9 +56,9 @@ def evaluate_store(
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     labels = PseudoLabelStore(Path(store).expanduser(), compute_log_mel=False)
     store, records = labels.root, labels.all_records
-    reader = open_reader(dataset, root, split, audio="none", **(reader_kwargs or {}))
-    if dataset == "avsbench_avss":
-        reader = open_reader("avsbench_avss_binary", root, split, audio="none", **(reader_kwargs or {}))
+    # a store holds binary masks: an AVSS split is scored against its binary (any-class) masks
+    reader_name = "avsbench_avss_binary" if dataset == "avsbench_avss" else dataset
+    reader = open_reader(reader_name, root, split, audio="none", **(reader_kwargs or {}))
     absent = [cid for cid in reader.ids if records.get(cid, {}).get("status") != STATUS_OK]
     if absent and missing == "error":
         failed = [cid for cid in absent if cid in records]
