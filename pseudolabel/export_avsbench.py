@@ -266,11 +266,9 @@ class LayoutWriter:
         elif self.layout == "ms3":
             _save(path, Image.fromarray((mask > 0).astype(np.uint8) * 255, mode="L"), format="PNG")
         else:
-            from openavs_st.data.store import avss_palette_bytes
+            from openavs_st.data.avsbench import avss_palette_image
 
-            image = Image.fromarray(mask.astype(np.uint8), mode="P")
-            image.putpalette(avss_palette_bytes())
-            _save(path, image, format="PNG")
+            _save(path, avss_palette_image(mask), format="PNG")
 
     def _write_wav(self, item: Item, path: Path) -> Path:
         source = self.store_root / item.record["audio"]

@@ -401,6 +401,15 @@ def avss_palette(num_classes: int = AVSS_NUM_CLASSES) -> np.ndarray:
     return pal.astype(np.uint8)
 
 
+def avss_palette_image(class_map: np.ndarray) -> Image.Image:
+    """A ``[H, W]`` class-index map as a palette ("P") image in AVSBench-semantic's colours: its pixel values
+    are the class ids (what the AVSS loaders read back), unused palette entries black."""
+    image = Image.fromarray(np.asarray(class_map, dtype=np.uint8), mode="P")
+    pal = avss_palette().reshape(-1).tolist()
+    image.putpalette(pal + [0] * (768 - len(pal)))
+    return image
+
+
 def colour_to_index(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Map an ``[H, W, 3]`` colour mask to class indices by exact colour match (unknown → 0)."""
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]

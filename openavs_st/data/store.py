@@ -44,7 +44,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from openavs_st.data.avsbench import read_image, read_label2idx
+from openavs_st.data.avsbench import avss_palette_image, read_image, read_label2idx
 from openavs_st.data.clip import Clip, ClipError
 from openavs_st.data.redact import scrub_secrets, scrub_text
 from openavs_st.data.store_lock import WriterLock
@@ -425,21 +425,7 @@ def _resize_nearest(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _palette_writer(class_map: np.ndarray) -> Any:
     """A class-index map as a palette png in AVSBench-semantic's colours (its pixel values are the ids)."""
-
-    def write(tmp: Path) -> None:
-        image = Image.fromarray(class_map.astype(np.uint8), mode="P")
-        image.putpalette(avss_palette_bytes())
-        image.save(tmp, format="PNG")
-
-    return write
-
-
-def avss_palette_bytes() -> list[int]:
-    """AVSBench-semantic's colour map as a PIL palette (256 RGB triples, unused entries black)."""
-    from openavs_st.data.avsbench import avss_palette
-
-    pal = avss_palette().reshape(-1).tolist()
-    return pal + [0] * (768 - len(pal))
+    return lambda tmp: avss_palette_image(class_map).save(tmp, format="PNG")
 
 
 def _image_writer(array: np.ndarray, fmt: str) -> Any:
