@@ -56,18 +56,12 @@ def find(haystack: Sequence[str], part: Sequence[str]) -> int:
     return ends[-1] if ends else -1
 
 
-def contains(haystack: Sequence[str], part: Sequence[str]) -> bool:
-    """Whether ``part`` occurs as a contiguous run of ``haystack``."""
-    return find(haystack, part) >= 0
-
-
 @dataclass(frozen=True)
 class Match:
-    """One class a phrase matched: its index, the rule (1 family, 2 whole name, 3 last word), the matched
-    length in words and where the match ends in the phrase."""
+    """One class a phrase matched: its index, the matched length in words and where the match ends in the
+    phrase."""
 
     index: int
-    rule: int
     length: int
     end: int
 
@@ -115,7 +109,7 @@ class PhraseMatcher:
                 for index in classes:
                     old = found.get(index)
                     if old is None or (length, end) > (old.length, old.end):
-                        found[index] = Match(index, 1, length, end)
+                        found[index] = Match(index, length, end)
         return found
 
     @staticmethod
@@ -127,7 +121,7 @@ class PhraseMatcher:
     def _name_matches(self, phrase_words: list[str]) -> dict[int, Match]:
         content, where = self._content(phrase_words)
         return {
-            index: Match(index, 2, len(name), where[end - 1] + 1)
+            index: Match(index, len(name), where[end - 1] + 1)
             for index, name in enumerate(self._name_words)
             if (end := find(content, name)) >= 0
         }
@@ -135,7 +129,7 @@ class PhraseMatcher:
     def _last_word_matches(self, phrase_words: list[str]) -> dict[int, Match]:
         content, where = self._content(phrase_words)
         return {
-            index: Match(index, 3, 1, where[max(i for i, word in enumerate(content) if word == name[-1])] + 1)
+            index: Match(index, 1, where[max(i for i, word in enumerate(content) if word == name[-1])] + 1)
             for index, name in enumerate(self._name_words)
             if len(name) > 1 and name[-1] in content
         }
