@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -326,24 +327,32 @@ def test_cli_labels_with_one_request_per_clip_plus_one_per_ambiguous_category(
     np.testing.assert_array_equal(PseudoLabelStore(tmp_path / "again")[0].masks, store[0].masks)
 
 
+def s4_with_first_wav(
+    s4_root: Path, tmp_path: Path, edit: Callable[[np.ndarray, int], np.ndarray]
+) -> tuple[AVSBenchSource, str]:
+    """A copy of the S4 tree whose first test clip's wav is ``edit(samples, rate)``: the source and that clip."""
+    import shutil
+
+    import soundfile as sf
+
+    root = tmp_path / "s4"
+    shutil.copytree(s4_root, root)
+    source = AVSBenchSource("avsbench_s4", root, "test")
+    clip_id = source.ids[0]
+    (wav,) = [p for p in root.rglob("*.wav") if p.stem == clip_id]
+    samples, rate = sf.read(wav, dtype="float32")
+    sf.write(wav, edit(samples, rate), rate)
+    return source, clip_id
+
+
 def test_no_category_or_silent_audio_gives_empty_masks_and_counts_the_requests(
     models: dict[str, Path], s4_root: Path, tmp_path: Path
 ) -> None:
     """An answer naming nothing: one request, empty masks. A clip whose audio is digital silence (clip 0,
     its wav zeroed): no tags, no request, empty masks, frames marked silent."""
-    import shutil
-
-    import soundfile as sf
-
     from openavs_st.data.store import StoreWriter
 
-    root = tmp_path / "s4"
-    shutil.copytree(s4_root, root)
-    source = AVSBenchSource("avsbench_s4", root, "test")
-    quiet = source.ids[0]
-    (wav,) = [p for p in root.rglob("*.wav") if p.stem == quiet]
-    samples, rate = sf.read(wav, dtype="float32")
-    sf.write(wav, np.zeros_like(samples), rate)
+    source, quiet = s4_with_first_wav(s4_root, tmp_path, lambda samples, rate: np.zeros_like(samples))
     server = StripServer(STRIP_SIZE, reference="I cannot see what sounds.")
     try:
         llm = {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0}
@@ -402,20 +411,13 @@ def test_gate_empties_the_seconds_where_a_category_does_not_sound(
 ) -> None:
     """Clip 0 with seconds 4-5 zeroed: with the energy gate its masks there are empty, seconds 1-3 keep the
     ungated masks, and the decision is in the record."""
-    import shutil
-
-    import soundfile as sf
-
     from openavs_st.data.store import StoreWriter
 
-    root = tmp_path / "s4"
-    shutil.copytree(s4_root, root)
-    source = AVSBenchSource("avsbench_s4", root, "test")
-    clip_id = source.ids[0]
-    (wav,) = [p for p in root.rglob("*.wav") if p.stem == clip_id]
-    samples, rate = sf.read(wav, dtype="float32")
-    samples[3 * rate :] = 0.0
-    sf.write(wav, samples, rate)
+    def zero_seconds_4_5(samples: np.ndarray, rate: int) -> np.ndarray:
+        samples[3 * rate :] = 0.0
+        return samples
+
+    source, clip_id = s4_with_first_wav(s4_root, tmp_path, zero_seconds_4_5)
     server = StripServer(STRIP_SIZE, reference="['dog': 2]", box="[1]")
     masks = {}
     try:
