@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_openavs_pipeline import ChatServer
-from tiny_vision import tiny_grounding_dino
+from tiny_saved_models import save_ast_tagger, save_component, save_grounding_dino
 
 from openavs_st.data.store import PseudoLabelStore, load_records
 from openavs_st.data.synthetic import write_synthetic
@@ -24,27 +24,19 @@ from pseudolabel.vfm.video import create_video_segmenter
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "dog", "cat", "man", "guitar", "circle", "square"]
 TAGS = ["dog", "cat", "man", "Silence"]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny random AST tagger, GroundingDINO and SAM 2 video model saved with save_pretrained."""
-    from pseudolabel import alm
-
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    tagger = alm.create_alm("ast", config={"id2label": dict(enumerate(TAGS))}, top_k=1)
-    tagger.lazy.processor.save_pretrained(root / "ast")
-    tagger.lazy.model.save_pretrained(root / "ast")
-    dino_config, dino_processor = tiny_grounding_dino(WORDS, num_queries=6, shortest_edge=96, longest_edge=128)
-    transformers.GroundingDinoForObjectDetection(dino_config).save_pretrained(root / "dino")
-    dino_processor.save_pretrained(root / "dino")
-    video = create_video_segmenter("sam2_video", config={})
-    video.lazy.model.save_pretrained(root / "sam2_video")
-    video.lazy.processor.save_pretrained(root / "sam2_video")
-    return {"ast": root / "ast", "dino": root / "dino", "sam2_video": root / "sam2_video"}
+    return {
+        "ast": save_ast_tagger(root / "ast", TAGS, top_k=1),
+        "dino": save_grounding_dino(root / "dino"),
+        "sam2_video": save_component(create_video_segmenter("sam2_video", config={}), root / "sam2_video"),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from chat_server import ChatCompletionsServer
 from test_openavs_pipeline import ChatServer
+from tiny_saved_models import save_ast_tagger, save_component
 
 from openavs_st.data.sources import AVSBenchSource
 from openavs_st.data.store import PseudoLabelStore, StoreWriter, load_records
@@ -36,18 +37,13 @@ def _images() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny random AST tagger, Sam3Model and Sam3VideoModel saved with save_pretrained (offline processors)."""
-    from pseudolabel import alm
-
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    tagger = alm.create_alm("ast", config={"id2label": dict(enumerate(TAGS))}, top_k=1)
-    tagger.lazy.processor.save_pretrained(root / "ast")
-    tagger.lazy.model.save_pretrained(root / "ast")
-    for name, holder in (("sam3", vfm.create_grounder("sam3", config={}).lazy),
-                         ("sam3_video", create_video_segmenter("sam3_video", config={}).lazy)):
-        holder.processor.save_pretrained(root / name)
-        holder.model.save_pretrained(root / name)
-    return {"ast": root / "ast", "sam3": root / "sam3", "sam3_video": root / "sam3_video"}
+    return {
+        "ast": save_ast_tagger(root / "ast", TAGS, top_k=1),
+        "sam3": save_component(vfm.create_grounder("sam3", config={}), root / "sam3"),
+        "sam3_video": save_component(create_video_segmenter("sam3_video", config={}), root / "sam3_video"),
+    }
 
 
 def test_sam3_grounder_gives_transformers_instances_with_masks(models) -> None:
