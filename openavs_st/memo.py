@@ -17,7 +17,6 @@ class Memo:
     def __init__(self, size: int = 256) -> None:
         self.size = int(size)
         self._items: OrderedDict[bytes, Any] = OrderedDict()
-        self.hits = 0
 
     @staticmethod
     def key(*parts: Any) -> bytes:
@@ -35,7 +34,6 @@ class Memo:
         value = self._items.get(key)
         if value is not None:
             self._items.move_to_end(key)
-            self.hits += 1
         return value
 
     def put(self, key: bytes, value: Any) -> None:
