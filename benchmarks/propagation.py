@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 
 from openavs_st.data.sources import AVSBenchSource
 from openavs_st.data.synthetic import write_synthetic
@@ -31,7 +30,7 @@ from pseudolabel.openavs import OpenAVSLabeler
 from pseudolabel.vfm.video import create_video_segmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_vision import tiny_grounding_dino  # noqa: E402
+from tiny_saved_models import save_component, save_grounding_dino  # noqa: E402
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "circle", "square", "triangle"]
 
@@ -53,12 +52,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         torch.manual_seed(0)
-        dino_config, dino_processor = tiny_grounding_dino(WORDS, num_queries=6, shortest_edge=96, longest_edge=128)
-        transformers.GroundingDinoForObjectDetection(dino_config).save_pretrained(root / "dino")
-        dino_processor.save_pretrained(root / "dino")
-        video = create_video_segmenter("sam2_video", config={})
-        video.lazy.model.save_pretrained(root / "sam2")
-        video.lazy.processor.save_pretrained(root / "sam2")
+        save_grounding_dino(root / "dino", WORDS)
+        save_component(create_video_segmenter("sam2_video", config={}), root / "sam2")
         data = write_synthetic(root / "data", ("s4",), splits={"test": args.clips}, size=args.size, seed=1)["s4"]
         source = AVSBenchSource("avsbench_s4", data, "test")
 
