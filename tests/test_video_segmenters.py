@@ -17,6 +17,7 @@ from pseudolabel.vfm.video import create_video_segmenter
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+from test_vfm import TINY_SAM2_CONFIG, TINY_SAM2_OVERRIDES  # noqa: E402  (a tiny hiera-t at 128 px)
 
 BOX = np.array([6.0, 5.0, 34.0, 30.0], np.float32)
 SMALL = np.array([20.5, 30.4, 24.2, 38.2], np.float32)  # the tiny model scores it "no object"
@@ -119,16 +120,6 @@ def test_built_from_its_config_node_by_target_and_by_name(sam2_video_dir: Path) 
 # --- sam2_official_video (Meta's sam2 package) --------------------------------------------------------
 
 HAS_SAM2 = importlib.util.find_spec("sam2") is not None
-TINY_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-TINY_SAM2_OVERRIDES = [  # a tiny hiera-t at 128 px (the recipe of test_vfm.py)
-    "model.image_encoder.trunk.embed_dim=8",
-    "model.image_encoder.trunk.stages=[1,1,2,1]",
-    "model.image_encoder.trunk.global_att_blocks=[3]",
-    "model.image_encoder.trunk.window_spec=[4,4,4,4]",
-    "model.image_encoder.trunk.window_pos_embed_bkg_spatial_size=[2,2]",
-    "model.image_encoder.neck.backbone_channel_list=[64,32,16,8]",
-    "model.memory_attention.num_layers=1",
-]
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
