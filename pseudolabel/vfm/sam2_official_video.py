@@ -32,7 +32,7 @@ from pseudolabel.vfm.sam2_official import (
     dotlist_item,
 )
 from pseudolabel.vfm.sam2_video import PROMPTS
-from pseudolabel.vfm.video import VideoSegmenter, group_by_frame, video_segmenter
+from pseudolabel.vfm.video import VideoSegmenter, track_by_frame, video_segmenter
 
 # sam2/build_sam.py build_sam2_video_predictor(apply_postprocessing=True): besides the image predictor's
 # stability fallback, masks from clicks enter the memory binarised, and small holes are filled (that needs
@@ -113,12 +113,12 @@ class Sam2OfficialVideoSegmenter(VideoSegmenter):
         import torch
         from PIL import Image
 
-        results: list[np.ndarray | None] = [None] * len(prompts)
         with tempfile.TemporaryDirectory(prefix="sam2_frames_") as folder, torch.inference_mode():
             for t, frame in enumerate(frames):
                 Image.fromarray(frame).save(Path(folder) / f"{t}.jpg", quality=self.jpeg_quality)
             state = predictor.init_state(video_path=folder)
-            for frame, indices in group_by_frame(prompts).items():
+
+            def track(frame: int, indices: list[int]) -> np.ndarray:
                 predictor.reset_state(state)
                 masks = np.zeros((len(indices), *frames.shape[:3]), dtype=bool)
                 pivot = None
@@ -138,6 +138,6 @@ class Sam2OfficialVideoSegmenter(VideoSegmenter):
                             masks[obj - 1, t] = (logits[row, 0] > 0.0).cpu().numpy()
                 if pivot is not None:
                     masks[:, frame] = pivot  # a mask prompt is the frame's output
-                for row, index in enumerate(indices):
-                    results[index] = masks[row]
-        return [mask for mask in results if mask is not None]
+                return masks
+
+            return track_by_frame(prompts, track)

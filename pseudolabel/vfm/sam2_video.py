@@ -30,7 +30,7 @@ import numpy as np
 
 from pseudolabel.components import Lazy, LazyModel, transformers_loader
 from pseudolabel.tiny_models import deep_merge
-from pseudolabel.vfm.video import VideoSegmenter, group_by_frame, video_segmenter
+from pseudolabel.vfm.video import VideoSegmenter, track_by_frame, video_segmenter
 
 DEFAULT_MODEL = "facebook/sam2.1-hiera-large"
 PROMPTS = ("mask", "box")
@@ -195,12 +195,11 @@ class Sam2VideoSegmenter(VideoSegmenter):
 
         loaded = self.lazy.get()
         network, processor = loaded.model, loaded.processor
-        results: list[np.ndarray | None] = [None] * len(prompts)
         with torch.inference_mode():
             session = processor.init_video_session(video=list(frames), inference_device=network.device, dtype=network.dtype)
-        for frame, indices in group_by_frame(prompts).items():
+
+        def track(frame: int, indices: list[int]) -> np.ndarray:
             obj_ids = list(range(1, len(indices) + 1))
-            boxes = [[prompts[i][1].tolist() for i in indices]]
             masks = np.zeros((len(indices), *frames.shape[:3]), dtype=bool)
             with torch.inference_mode():
                 # (the session keeps the id list it is given and empties it: pass copies)
@@ -211,6 +210,7 @@ class Sam2VideoSegmenter(VideoSegmenter):
                         inference_session=session, frame_idx=frame, obj_ids=list(obj_ids), input_masks=list(pivot)
                     )
                 else:
+                    boxes = [[prompts[i][1].tolist() for i in indices]]
                     processor.add_inputs_to_inference_session(
                         inference_session=session, frame_idx=frame, obj_ids=list(obj_ids), input_boxes=boxes
                     )
@@ -219,6 +219,6 @@ class Sam2VideoSegmenter(VideoSegmenter):
                         masks[:, output.frame_idx] = self._masks(processor, output.pred_masks, session)
                 if self.prompt == "mask":
                     masks[:, frame] = pivot  # a mask prompt is the frame's output (SAM 2's _use_mask_as_output)
-            for row, index in enumerate(indices):
-                results[index] = masks[row]
-        return [mask for mask in results if mask is not None]
+            return masks
+
+        return track_by_frame(prompts, track)

@@ -13,7 +13,7 @@ Backends register with ``@video_segmenter.register(name)`` and are built with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,10 +94,17 @@ class VideoSegmenter(Component, ABC):
         """Propagate checked prompts (at least one) over checked frames (``labels``: one per prompt or None)."""
 
 
-def group_by_frame(prompts: Sequence[tuple[int, np.ndarray]]) -> dict[int, list[int]]:
-    """Prompt indices by prompt frame (in order of first appearance): the objects one tracking session
-    starts from together."""
+def track_by_frame(
+    prompts: Sequence[tuple[int, np.ndarray]], track: Callable[[int, list[int]], np.ndarray]
+) -> list[np.ndarray]:
+    """Per prompt, its ``[T, H, W]`` mask from ``track(frame, indices) -> [len(indices), T, H, W]``, called
+    once per prompt frame (in order of first appearance) with the indices of the prompts on it: the objects
+    one tracking session starts from together."""
     groups: dict[int, list[int]] = {}
     for index, (frame, _) in enumerate(prompts):
         groups.setdefault(frame, []).append(index)
-    return groups
+    results: list[np.ndarray] = [np.empty(0)] * len(prompts)
+    for frame, indices in groups.items():
+        for index, mask in zip(indices, track(frame, indices), strict=True):
+            results[index] = mask
+    return results
