@@ -287,17 +287,25 @@ class Segmenter(Component, ABC):
     """Boxes -> masks. Subclasses implement :meth:`_segment_boxes` for images with boxes.
 
     A segmenter with ``takes_priors = True`` also accepts ``segment_boxes(images, boxes, priors=...)``:
-    per image ``None`` or one ``[H, W]`` map per box (a grounder's ``Detections.maps``).
+    per image ``None`` or one ``[H, W]`` map per box (a grounder's ``Detections.maps``), checked here and
+    handed to its ``_segment_boxes(images, boxes, priors)``.
     """
 
     takes_priors: ClassVar[bool] = False
 
-    def segment_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[BoxMasks]:
+    def segment_boxes(
+        self,
+        images: Sequence[np.ndarray],
+        boxes: Sequence[np.ndarray],
+        priors: Sequence[Sequence[np.ndarray] | None] | None = None,
+    ) -> list[BoxMasks]:
         """Per-box masks and scores.
 
         Args:
             images: ``[H, W, 3]`` uint8 RGB images (sizes may differ).
             boxes: per image an ``[N, 4]`` xyxy array in that image's pixels (N may be 0).
+            priors: only for a segmenter that ``takes_priors``: per image ``None`` or one ``[H, W]`` map
+                in [0, 1] per box.
 
         Returns:
             One :class:`BoxMasks` per image (``[N, H, W]`` masks); an image without boxes gets
@@ -305,10 +313,20 @@ class Segmenter(Component, ABC):
         """
         check_images(images)
         checked = check_boxes(boxes, len(images))
+        if priors is not None and not self.takes_priors:
+            raise ValueError(f"{type(self).__name__} takes no prior maps (priors=...)")
+        maps = check_priors(priors, images, checked)
+
+        def run(selected: list[int]) -> list[BoxMasks]:
+            chosen = ([images[i] for i in selected], [checked[i] for i in selected])
+            if self.takes_priors:
+                return self._segment_boxes(*chosen, [maps[i] for i in selected])
+            return self._segment_boxes(*chosen)
+
         return _run_where(
             [len(image_boxes) > 0 for image_boxes in checked],
             [BoxMasks(np.zeros((0, *image.shape[:2]), dtype=bool), np.zeros(0, np.float32)) for image in images],
-            lambda selected: self._segment_boxes([images[i] for i in selected], [checked[i] for i in selected]),
+            run,
         )
 
     def segment(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -317,7 +335,8 @@ class Segmenter(Component, ABC):
 
     @abstractmethod
     def _segment_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[BoxMasks]:
-        """Segment checked images, each with at least one checked box."""
+        """Segment checked images, each with at least one checked box (a segmenter that ``takes_priors``
+        also receives their checked ``priors``)."""
 
 
 # --- registries (the ``grounder`` and ``segmenter`` roles of pseudolabel.components) ------------------

@@ -29,9 +29,6 @@ from pseudolabel.components import positive_int
 from pseudolabel.vfm.base import (
     BoxMasks,
     Segmenter,
-    check_boxes,
-    check_images,
-    check_priors,
     segmenter,
 )
 
@@ -76,31 +73,18 @@ class GrabCutSegmenter(Segmenter):
         settings = ("iterations", "fg", "probable_fg", "bg", "max_side")
         return {**super().provenance(), **{key: getattr(self, key) for key in settings}}
 
-    def segment_boxes(
-        self,
-        images: Sequence[np.ndarray],
-        boxes: Sequence[np.ndarray],
-        priors: Sequence[Sequence[np.ndarray] | None] | None = None,
+    def _segment_boxes(  # type: ignore[override]  # takes_priors: the base hands the checked priors over
+        self, images: list[np.ndarray], boxes: list[np.ndarray], priors: list[Sequence[np.ndarray] | None]
     ) -> list[BoxMasks]:
-        """Per-box masks; ``priors``: per image ``None`` or one ``[H, W]`` map in [0, 1] per box."""
-        check_images(images)
-        checked = check_boxes(boxes, len(images))
-        priors = check_priors(priors, images, checked)
         results = []
-        for image, image_boxes, maps in zip(images, checked, priors, strict=True):
-            if not len(image_boxes):  # no boxes: an empty mask, no work
-                results.append(BoxMasks(np.zeros((0, *image.shape[:2]), bool), np.zeros(0, np.float32)))
-            else:
-                key = Memo.key(image, image_boxes, *(maps or ()))
-                found = self._memo.get(key)
-                if found is None:
-                    found = self._segment_image(image, image_boxes, maps)
-                    self._memo.put(key, found)
-                results.append(found)
+        for image, image_boxes, maps in zip(images, boxes, priors, strict=True):
+            key = Memo.key(image, image_boxes, *(maps or ()))
+            found = self._memo.get(key)
+            if found is None:
+                found = self._segment_image(image, image_boxes, maps)
+                self._memo.put(key, found)
+            results.append(found)
         return results
-
-    def _segment_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[BoxMasks]:
-        return [self._segment_image(image, image_boxes, None) for image, image_boxes in zip(images, boxes, strict=True)]
 
     def _segment_image(self, image: np.ndarray, boxes: np.ndarray, maps: Sequence[np.ndarray] | None) -> BoxMasks:
         import cv2

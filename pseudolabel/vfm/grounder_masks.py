@@ -17,9 +17,6 @@ from pseudolabel.components import fraction
 from pseudolabel.vfm.base import (
     BoxMasks,
     Segmenter,
-    check_boxes,
-    check_images,
-    check_priors,
     segmenter,
 )
 
@@ -36,25 +33,16 @@ class GrounderMasks(Segmenter):
     def provenance(self) -> dict[str, Any]:
         return {"backend": "grounder_masks", "threshold": self.threshold}
 
-    def segment_boxes(
-        self,
-        images: Sequence[np.ndarray],
-        boxes: Sequence[np.ndarray],
-        priors: Sequence[Sequence[np.ndarray] | None] | None = None,
+    def _segment_boxes(  # type: ignore[override]  # takes_priors: the base hands the checked priors over
+        self, images: list[np.ndarray], boxes: list[np.ndarray], priors: list[Sequence[np.ndarray] | None]
     ) -> list[BoxMasks]:
         """Per-box masks from ``priors`` (per image one ``[H, W]`` map in [0, 1] per box)."""
-        check_images(images)
-        checked = check_boxes(boxes, len(images))
-        priors = check_priors(priors, images, checked)
         results = []
-        for index, (image, image_boxes, maps) in enumerate(zip(images, checked, priors, strict=True)):
-            if len(image_boxes) == 0:
-                results.append(BoxMasks(np.zeros((0, *image.shape[:2]), bool), np.zeros(0, np.float32)))
-                continue
+        for image_boxes, maps in zip(boxes, priors, strict=True):
             if maps is None:
                 raise ValueError(
                     f"segmenter grounder_masks uses the masks a grounder returns with its boxes (grounder sam3); "
-                    f"image {index} has {len(image_boxes)} boxes but 0 masks"
+                    f"an image has {len(image_boxes)} boxes but 0 masks"
                 )
             stack = np.stack([np.asarray(m, np.float32) for m in maps])
             masks = stack > self.threshold
@@ -62,6 +50,3 @@ class GrounderMasks(Segmenter):
             scores = np.where(area > 0, (stack * masks).sum(axis=(1, 2)) / np.maximum(area, 1), 0.0)
             results.append(BoxMasks(masks, scores.astype(np.float32)))
         return results
-
-    def _segment_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[BoxMasks]:
-        raise AssertionError("unreachable: segment_boxes is overridden")
