@@ -139,19 +139,20 @@ def score(predictions: dict[str, np.ndarray], reader: Any, animals: dict[str, li
     return {"miou": float(overall.compute()), "per_animal": {a: float(m.compute()) for a, m in sorted(per_animal.items())}}
 
 
-def store_predictions(store: Path) -> dict[str, np.ndarray]:
-    from openavs_st.data.store import STATUS_OK, PseudoLabelStore
+def store_predictions(labels: Any) -> dict[str, np.ndarray]:
+    """The masks of the ok records of a ``PseudoLabelStore``."""
+    from openavs_st.data.store import STATUS_OK
 
-    labels = PseudoLabelStore(store, compute_log_mel=False)
     return {cid: labels.read_masks(rec) for cid, rec in labels.all_records.items() if rec.get("status") == STATUS_OK}
 
 
-def translation_accuracy(store: Path, animals: dict[str, list[str]]) -> float | None:
-    """Share of the sounding seconds whose phrases (the labeler's translation step) name the animal heard."""
-    from openavs_st.data.store import STATUS_OK, PseudoLabelStore
+def translation_accuracy(labels: Any, animals: dict[str, list[str]]) -> float | None:
+    """Share of the sounding seconds whose phrases (the labeler's translation step) name the animal heard,
+    over the ok records of a ``PseudoLabelStore``."""
+    from openavs_st.data.store import STATUS_OK
 
     hits = total = 0
-    for clip_id, rec in PseudoLabelStore(store, compute_log_mel=False).all_records.items():
+    for clip_id, rec in labels.all_records.items():
         if rec.get("status") != STATUS_OK or clip_id not in animals:
             continue
         for frame, animal in zip(rec.get("frames_info") or [], animals[clip_id]):
@@ -210,6 +211,7 @@ def run(options: dict[str, Any]) -> Path:
     from openavs_st.assets import PACKAGES, fetch
     from openavs_st.data.avsbench import open_reader
     from openavs_st.data.quickstart import build_quickstart
+    from openavs_st.data.store import PseudoLabelStore
 
     out = Path(options["out"]).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +263,8 @@ def run(options: dict[str, Any]) -> Path:
     started = steps.begin("score", "store, model and baselines on the same test frames")
     reader = open_reader("avsbench_s4", data.positives, "test", audio="none")
     animals = sounding_animals(data.seconds_csv)
-    store_masks = store_predictions(stores["test"])
+    test_labels = PseudoLabelStore(stores["test"], compute_log_mel=False)
+    store_masks = store_predictions(test_labels)
     model_masks = folder_predictions(infer_dirs["test"], list(reader.ids))
     store_scores = score(store_masks, reader, animals)
     model_scores = score(model_masks, reader, animals)
@@ -286,7 +289,7 @@ def run(options: dict[str, Any]) -> Path:
         "baseline_centre_box_miou": base["centre_box"]["miou"],
         "negatives_fpr": negative_metrics.get("test/fpr"),
         # the translation route used (YAMNet -> AudioSet-ontology object, no LLM), per sounding test second
-        "translation_accuracy": translation_accuracy(stores["test"], animals),
+        "translation_accuracy": translation_accuracy(test_labels, animals),
         "per_animal": {
             animal: {"store_miou": store_scores["per_animal"].get(animal), "model_miou": miou,
                      "centre_box_miou": base["centre_box"]["per_animal"].get(animal)}
