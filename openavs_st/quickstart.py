@@ -189,14 +189,12 @@ def baselines(reader: Any, animals: dict[str, list[str]]) -> dict[str, dict[str,
 
 
 def overlay_image(path: Path, frame: np.ndarray, masks: dict[str, np.ndarray]) -> None:
-    """One row: the frame, then each named mask tinted over it."""
+    """One row: the frame, then each named mask tinted over it (as ``infer.py``'s overlays)."""
     from PIL import Image, ImageDraw
 
-    tiles = [frame]
-    for _, mask in masks.items():
-        tinted = frame.astype(np.float32).copy()
-        tinted[mask > 0] = 0.45 * tinted[mask > 0] + 0.55 * np.array([255, 40, 40])
-        tiles.append(tinted.astype(np.uint8))
+    from openavs_st.inference import overlay_frames
+
+    tiles = [frame, *overlay_frames(np.stack([frame] * len(masks)), np.stack([m > 0 for m in masks.values()]))]
     row = Image.fromarray(np.concatenate(tiles, axis=1))
     draw = ImageDraw.Draw(row)
     for i, name in enumerate(["frame", *masks]):
