@@ -174,6 +174,8 @@ def _modules() -> dict[str, type]:
     import torch.nn.functional as F
     from torch import nn
 
+    from backbones.encoders import load_state_dict_strict
+
     class PositionConv(nn.Module):
         """Grouped conv over time with a weight-normalised kernel (``weight_g`` per tap, ``weight_v``), as
         ``nn.utils.weight_norm(conv, dim=2)`` stores it; the last output step is dropped for an even kernel."""
@@ -332,7 +334,7 @@ def _modules() -> dict[str, type]:
             """The model of an original BEATs checkpoint file, loaded strictly, with its labels."""
             checkpoint = read_checkpoint(path, map_location=map_location)
             model = cls(beats_config(checkpoint["cfg"], where=f"{path}: cfg"))
-            load_strict(model, checkpoint["model"], str(path))
+            load_state_dict_strict(model, checkpoint["model"], source=f"BEATs checkpoint {path}")
             model.set_labels(checkpoint.get("label_dict"), where=str(path))
             return model
 
@@ -400,26 +402,6 @@ def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str,
     if not isinstance(checkpoint["model"], Mapping):
         raise ValueError(f"{path}: 'model' must be a state dict, got {type(checkpoint['model']).__name__}")
     return dict(checkpoint)
-
-
-def load_strict(model: Any, state: Mapping[str, Any], where: str) -> None:
-    """Load ``state`` into ``model`` only if its keys and shapes are exactly the model's; otherwise a
-    ValueError naming the missing, unexpected and mis-shaped keys."""
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    shapes = [f"{key} {tuple(state[key].shape)} (model: {tuple(expected[key].shape)})"
-              for key in expected if key in state and tuple(state[key].shape) != tuple(expected[key].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-        if shapes:
-            parts.append(f"wrong shapes {shapes[:8]}")
-        raise ValueError(f"{where}: the state dict does not match BEATs built from its cfg: {'; '.join(parts)}")
-    model.load_state_dict(state, strict=True)
 
 
 def load_beats(source: str, dtype: Any) -> tuple[Any, Any]:

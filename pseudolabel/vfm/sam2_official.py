@@ -136,12 +136,9 @@ def load_sam2_checkpoint(model: Any, checkpoint: str | Path) -> None:
     if not isinstance(content, dict) or "model" not in content:
         keys = sorted(content)[:10] if isinstance(content, dict) else type(content).__name__
         raise KeyError(f"{path} is not a SAM 2 checkpoint: it has no 'model' entry (found {keys})")
-    missing, unexpected = model.load_state_dict(content["model"], strict=False)
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{path} does not match the model config: {len(missing)} missing keys {missing[:5]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:5]}"
-        )
+    from backbones.encoders import load_state_dict_strict
+
+    load_state_dict_strict(model, content["model"], source=f"SAM 2 checkpoint {path}")
 
 
 @segmenter.register("sam2_official")
