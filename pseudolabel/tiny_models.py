@@ -29,6 +29,17 @@ def byte_level_vocab(special_tokens: Sequence[str], *, specials_first: bool) -> 
     return {token: index for index, token in enumerate(ordered)}
 
 
+
+def tiny_clip_tokenizer() -> Any:
+    """An offline CLIP tokenizer without merges (one token per character): every byte-level symbol and its
+    end-of-word form, then ``<|startoftext|>`` and ``<|endoftext|>`` as the two highest ids, as in CLIP's own
+    vocabulary (its text model pools at the highest id when ``eos_token_id`` is the legacy 2)."""
+    from transformers import CLIPTokenizer
+
+    symbols = list(byte_level_vocab([], specials_first=False))
+    words = [*symbols, *(symbol + "</w>" for symbol in symbols), "<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={token: index for index, token in enumerate(words)}, merges=[])
+
 # The text model of the tiny Qwen2-family test models: mrope_section sums to head_dim / 2 = (32 / 2) / 2.
 TINY_QWEN2_TEXT = {
     "hidden_size": 32,

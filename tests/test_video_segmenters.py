@@ -141,5 +141,5 @@ def test_sam2_official_video_pivot_mask_is_the_image_predictors_from_metas_check
     assert boxed.propagate(frames, [(2, BOX), (0, BOX)])[1].shape == (5, 40, 48)
     broken = tmp_path / "broken.pt"
     torch.save({"model": {"not_a_key": torch.zeros(1)}}, broken)
-    with pytest.raises(RuntimeError, match="does not match the model config"):
+    with pytest.raises(KeyError, match=r"broken.pt: unexpected key\(s\) not_a_key"):
         create_video_segmenter("sam2_official_video", checkpoint=str(broken), **tiny).load()

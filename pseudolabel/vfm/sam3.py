@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pseudolabel.components import LazyModel, fraction, transformers_loader
-from pseudolabel.tiny_models import deep_merge
+from pseudolabel.tiny_models import deep_merge, tiny_clip_tokenizer
 from pseudolabel.vfm.base import Detections, Grounder, grounder
 
 DEFAULT_MODEL = "facebook/sam3"
@@ -61,17 +61,6 @@ TINY_SAM3: dict[str, Any] = {
     },
     "mask_decoder_config": {"hidden_size": 32, "num_attention_heads": 2},
 }
-
-
-def tiny_clip_tokenizer() -> Any:
-    """An offline CLIP tokenizer without merges: every byte-level symbol and its end-of-word form, so any
-    phrase tokenizes (one token per character)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPTokenizer
-
-    symbols = sorted(ByteLevel.alphabet())
-    tokens = ["<|startoftext|>", "<|endoftext|>", *symbols, *(symbol + "</w>" for symbol in symbols)]
-    return CLIPTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[])
 
 
 def tiny_sam3_config(config: Mapping[str, Any], vocab_size: int) -> Any:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from pseudolabel.components import LazyModel, fraction, transformers_loader
-from pseudolabel.tiny_models import deep_merge
+from pseudolabel.tiny_models import deep_merge, tiny_clip_tokenizer
 from pseudolabel.vfm.base import clean_phrases
 from pseudolabel.vfm.sam2_video import TINY_SAM2_VIDEO
-from pseudolabel.vfm.sam3 import TINY_SAM3, tiny_clip_tokenizer, tiny_sam3_config
+from pseudolabel.vfm.sam3 import TINY_SAM3, tiny_sam3_config
 from pseudolabel.vfm.video import VideoSegmenter, check_frames, video_segmenter
 
 DEFAULT_MODEL = "facebook/sam3"

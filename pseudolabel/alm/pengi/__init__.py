@@ -46,17 +46,13 @@ TINY_PENGI: dict[str, Any] = {
 
 def tiny_tokenizers() -> tuple[Any, Any]:
     """Offline byte-level GPT-2 and CLIP tokenizers without merges (one token per byte)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPTokenizer, GPT2Tokenizer
+    from transformers import GPT2Tokenizer
 
-    from pseudolabel.tiny_models import byte_level_vocab
+    from pseudolabel.tiny_models import byte_level_vocab, tiny_clip_tokenizer
 
     gpt2 = GPT2Tokenizer(vocab=byte_level_vocab(["<|endoftext|>"], specials_first=False), merges=[])
     gpt2.add_special_tokens({"pad_token": "!"})
-    symbols = sorted(ByteLevel.alphabet())
-    words = [*symbols, *(s + "</w>" for s in symbols), "<|startoftext|>", "<|endoftext|>"]
-    clip = CLIPTokenizer(vocab={token: i for i, token in enumerate(words)}, merges=[])
-    return gpt2, clip
+    return gpt2, tiny_clip_tokenizer()
 
 
 def check_crop(crop: Any) -> str | int:
