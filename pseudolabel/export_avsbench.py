@@ -319,14 +319,6 @@ class LayoutWriter:
 # -------------------------------------------------------------------------------------------- export
 
 
-def _is_semantic(store: Path) -> bool:
-    """Whether every ok clip of ``store`` has class-index maps (a store labelled with ``labeler.semantic``)."""
-    from openavs_st.data.store import LABEL2IDX, is_ok, load_records
-
-    records = [r for r in load_records(store).values() if is_ok(r)]
-    return (store / LABEL2IDX).is_file() and bool(records) and all("classes" in r for r in records)
-
-
 def check_out(out: Path, store: Path) -> None:
     """``out`` must be absent, empty, or an earlier export, and outside the store."""
     if out.resolve() == store.resolve() or store.resolve() in out.resolve().parents:
@@ -396,8 +388,8 @@ def export_store(
     store_root, out = Path(store).expanduser(), Path(out).expanduser()
     if not store_root.is_dir():
         raise ExportError(f"store={store_root}: no such folder (a pseudo-label store from python -m pseudolabel)")
-    semantic = layout == "avss" and _is_semantic(store_root)
-    labels = PseudoLabelStore(store_root, compute_log_mel=False, semantic=semantic)
+    labels = PseudoLabelStore(store_root, compute_log_mel=False, semantic="auto" if layout == "avss" else False)
+    semantic = labels.semantic
     if semantic:
         if len(labels.class_names or ()) != AVSS_NUM_CLASSES:
             raise ExportError(f"store={store_root}: its label2idx.json has {len(labels.class_names or ())} classes; "

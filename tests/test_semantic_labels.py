@@ -102,6 +102,11 @@ def test_store_keeps_class_maps_and_refuses_mixed_sets(tmp_path: Path) -> None:
         w.write(clip, classes > 0)
     with pytest.raises(ClipError, match="labeler.semantic"):
         PseudoLabelStore(tmp_path / "plain", semantic=True)
+    # "auto" reads class maps from a semantic store and masks from a binary one
+    assert PseudoLabelStore(tmp_path / "s", semantic="auto").semantic is True
+    assert PseudoLabelStore(tmp_path / "plain", semantic="auto").semantic is False
+    with pytest.raises(ValueError, match="semantic must be true, false or 'auto'"):
+        PseudoLabelStore(tmp_path / "s", semantic="yes")
 
 
 @pytest.fixture(scope="module")

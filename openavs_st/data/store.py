@@ -473,7 +473,7 @@ class PseudoLabelStore(Sequence[Clip]):
         cache_log_mel: read and write the log-mel cache (False: compute it on every access).
         semantic: clips' masks are the class-index maps of a semantic store (``classes``; names in
             :attr:`class_names`) instead of the binary masks; a store labelled without ``labeler.semantic`` is
-            a :class:`ClipError` saying so.
+            a :class:`ClipError` saying so. ``"auto"``: class maps when every ok clip has them, else masks.
     """
 
     def __init__(
@@ -484,7 +484,7 @@ class PseudoLabelStore(Sequence[Clip]):
         window: int | None = None,
         compute_log_mel: bool = True,
         cache_log_mel: bool = True,
-        semantic: bool = False,
+        semantic: bool | str = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -501,8 +501,12 @@ class PseudoLabelStore(Sequence[Clip]):
         if num_frames is not None:
             ok = [r for r in ok if r.get("num_frames") == num_frames]
         self.records = sorted(ok, key=lambda r: r["id"])
-        self.semantic = bool(semantic)
         self.class_names = read_label2idx(self.root / LABEL2IDX) if (self.root / LABEL2IDX).is_file() else None
+        if semantic == "auto":
+            semantic = self.class_names is not None and bool(self.records) and all("classes" in r for r in self.records)
+        elif not isinstance(semantic, bool):
+            raise ValueError(f"semantic must be true, false or 'auto', got {semantic!r}")
+        self.semantic = semantic
         if self.semantic:
             plain = [r["id"] for r in self.records if "classes" not in r]
             if self.class_names is None or plain:
