@@ -123,9 +123,9 @@ def main() -> None:
 
     import torch
 
+    from openavs_st.data.sources import AVSBenchSource
     from openavs_st.data.store import StoreWriter
     from openavs_st.data.synthetic import write_synthetic
-    from openavs_st.data.sources import AVSBenchSource
     from pseudolabel.openavs import OpenAVSLabeler
     from pseudolabel.runner import run_labeler
 

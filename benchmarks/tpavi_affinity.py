@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+
 def current_rss_mib() -> float:
     """Resident set size now (``/proc/self/statm``), MiB."""
     with open("/proc/self/statm") as f:

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from official_layouts import meta_state_dict, read_layout
 from torch import nn
 
 import backbones
@@ -17,7 +18,6 @@ from backbones.base import AVSOutput
 from backbones.deform_attn import MSDeformAttn, ms_deform_attn_sample
 from backbones.encoders.pvt import to_official_pvt_keys
 from backbones.losses import LOSS_TERMS, compute_loss, dice, mix_dice
-from official_layouts import meta_state_dict, read_layout
 
 
 def n_params(module: nn.Module, trainable_only: bool = False) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from official_layouts import meta_state_dict, random_state_dict, read_layout
 
 import backbones
@@ -29,7 +28,8 @@ from backbones.encoders.sam import (
     window_unpartition,
 )
 from backbones.losses import LOSS_TERMS, bce_logits, compute_loss, soft_iou
-from backbones.sama_avs import TINY_CONFIG, SAMAAVS, build_sama_avs
+from backbones.sama_avs import SAMAAVS, TINY_CONFIG, build_sama_avs
+
 
 def count(module: torch.nn.Module, prefix: str = "", exclude: str | None = None) -> int:
     return sum(

@@ -335,8 +335,8 @@ def test_a_store_that_cannot_be_written_is_read_without_the_cache(tmp_path: Path
 
 
 def test_the_datamodule_reads_a_store_with_cached_log_mels_and_offscreen_negatives(tmp_path: Path) -> None:
-    from openavs_st.datamodule import ClipDataset, SourceSpec
     from openavs_st.data.transforms import ClipTransform
+    from openavs_st.datamodule import ClipDataset, SourceSpec
 
     w = StoreWriter(tmp_path, labeler="x")
     for i, category in enumerate(("dog", "cat", "dog")):
