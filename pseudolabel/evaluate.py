@@ -43,9 +43,12 @@ def evaluate_store(
     missing: str = "error",
     f_group_size: int = 20,
     reader_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Scores of a store on an AVSBench split (see the module docstring); a JSON-ready dict."""
+    """Scores of a store on an AVSBench split (see the module docstring); a JSON-ready dict. ``progress``:
+    a progress bar on stderr."""
     import torch
+    from tqdm.auto import tqdm
 
     from openavs_st.data.avsbench import open_reader
     from openavs_st.data.clip import ClipError
@@ -59,12 +62,13 @@ def evaluate_store(
     # a store holds binary masks: an AVSS split is scored against its binary (any-class) masks
     reader_name = "avsbench_avss_binary" if dataset == "avsbench_avss" else dataset
     reader = open_reader(reader_name, root, split, audio="none", **(reader_kwargs or {}))
-    absent = [cid for cid in reader.ids if records.get(cid, {}).get("status") != STATUS_OK]
+    absent = {cid for cid in reader.ids if records.get(cid, {}).get("status") != STATUS_OK}
     if absent and missing == "error":
         failed = [cid for cid in absent if cid in records]
+        examples = [cid for cid in reader.ids if cid in absent][:5]
         raise ClipError(
             f"{len(absent)} of {len(reader)} {dataset} {split} clips have no ok record in {store} "
-            f"(e.g. {absent[:5]}; {len(failed)} failed); label them, or pass missing=empty (score them as "
+            f"(e.g. {examples}; {len(failed)} failed); label them, or pass missing=empty (score them as "
             "empty masks) or missing=skip"
         )
     metrics = {
@@ -74,7 +78,8 @@ def evaluate_store(
         "miou_2class_dataset": TwoClassMIoU("dataset"),
     }
     scored = frames = 0
-    for index, clip_id in enumerate(reader.ids):
+    bar = tqdm(reader.ids, desc=f"scoring {dataset} {split}", unit="clip", disable=not progress)
+    for index, clip_id in enumerate(bar):
         if clip_id in absent and missing == "skip":
             continue
         clip = reader[index]
@@ -142,6 +147,7 @@ def run(cfg: dict[str, Any]) -> int:
         missing=str(cfg.get("missing") or "error"),
         f_group_size=int(cfg.get("f_group_size") or 20),
         reader_kwargs=options,
+        progress=bool(cfg.get("progress", True)),
     )
     out = Path(str(cfg.get("out") or cfg["store"])).expanduser()
     path = out / "metrics.json" if out.suffix != ".json" else out

@@ -360,8 +360,12 @@ def export_store(
     avss_class: int = 1,
     label2idx: str | Path | None = None,
     jpeg_quality: int = 95,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Export ``store`` to ``out`` in ``layout`` (module docstring); returns what the marker file holds."""
+    """Export ``store`` to ``out`` in ``layout`` (module docstring); returns what the marker file holds.
+    ``progress``: a progress bar on stderr."""
+    from tqdm.auto import tqdm
+
     from openavs_st.data.avsbench import AVSS_NUM_CLASSES, SPLITS
     from openavs_st.data.store import PseudoLabelStore
 
@@ -410,7 +414,7 @@ def export_store(
     index = {rec["id"]: i for i, rec in enumerate(labels.records)}
     loaded: tuple[str, Any] | None = None
     try:
-        for item in items:
+        for item in tqdm(items, desc=f"exporting {layout}", unit="clip", disable=not progress):
             if loaded is None or loaded[0] != item.record["id"]:
                 loaded = (item.record["id"], labels[index[item.record["id"]]])
             clip = loaded[1]
@@ -488,6 +492,7 @@ def run(cfg: dict[str, Any]) -> int:
         avss_class=int(cfg.get("avss_class", 1)),
         label2idx=cfg.get("label2idx"),
         jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+        progress=bool(cfg.get("progress", True)),
     )
     out = Path(str(cfg["out"])).expanduser()
     print(f"exported {marker['clips_exported']} of {marker['clips_in_store']} clips "

@@ -245,10 +245,12 @@ def test_original_avss_loader_lists_frames_and_labels(data: dict[str, Path], tmp
 # ------------------------------------------------------------------------------------ pickles, marker, errors
 
 
-def test_pickles_only_on_request(data: dict[str, Path], tmp_path: Path) -> None:
+def test_pickles_only_on_request(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     export_store(data["ms3"], tmp_path / "no", "ms3")
     assert not list((tmp_path / "no").rglob("*.pkl"))
+    capsys.readouterr()
     assert main([f"store={data['ms3']}", f"out={tmp_path / 'yes'}", "layout=ms3", "write_pickles=true"]) == 0
+    assert "exporting ms3: 100%|" in capsys.readouterr().err  # the CLI's progress bar
     pkls = list((tmp_path / "yes").rglob("*.pkl"))
     assert len(pkls) == len(_store_clips(data["ms3"]))
     assert _unpickle_log_mel(pkls[0]).shape == (5, 1, 96, 64)

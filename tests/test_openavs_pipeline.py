@@ -457,7 +457,9 @@ def test_a_model_that_is_not_on_disk_stops_before_anything_is_written(
 # --- evaluate --------------------------------------------------------------------------------------------
 
 
-def test_evaluate_scores_a_store_against_ground_truth(s4_root: Path, tmp_path: Path) -> None:
+def test_evaluate_scores_a_store_against_ground_truth(
+    s4_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     reader = AVSBenchSource("avsbench_s4", s4_root, "test").reader
     perfect = StoreWriter(tmp_path / "perfect", labeler="gt")
     empty = StoreWriter(tmp_path / "empty", labeler="nothing")
@@ -480,7 +482,12 @@ def test_evaluate_scores_a_store_against_ground_truth(s4_root: Path, tmp_path: P
     assert scores["f_pooled"] == pytest.approx(np.mean(1.3 * fractions / (0.3 * fractions + 1)), rel=1e-6)
 
     # Through the CLI: metrics.json in the store; a missing clip is an error unless told otherwise.
+    capsys.readouterr()
     assert evaluate_main([f"store={tmp_path / 'perfect'}", "data=avsbench_s4", f"data.root={s4_root}", "split=test"]) == 0
+    assert "scoring avsbench_s4 test: 100%|" in capsys.readouterr().err  # the progress bar (progress=false: none)
+    assert evaluate_main([f"store={tmp_path / 'perfect'}", "data=avsbench_s4", f"data.root={s4_root}", "split=test",
+                          "progress=false"]) == 0
+    assert "scoring" not in capsys.readouterr().err
     written = json.loads((tmp_path / "perfect" / "metrics.json").read_text())
     assert written["metrics"]["miou_avsbench"] == pytest.approx(1.0, abs=1e-6)
     partial = StoreWriter(tmp_path / "partial", labeler="gt")
