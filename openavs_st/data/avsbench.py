@@ -547,7 +547,10 @@ class AVSSReader(AVSBenchReader):
 
 def read_label2idx(path: Path) -> list[str]:
     """The class names of an AVSBench-style ``label2idx.json`` (``{name: index}``) in index order; a
-    :class:`ClipError` naming the file when it is missing, unreadable, or its indices are not 0..K-1."""
+    :class:`ClipError` naming the file when it is missing, unreadable, or its indices are not 0..K-1 or
+    1..K. The released AVSBench-semantic file numbers its classes from 1 (``"background": 1`` ...
+    ``"woman": 71``); its loaders use only the order (OpenNLPLab/AVSBench ``avss/color_dataloader.py``), so
+    the name at position i is class id i either way."""
     path = Path(path)
     if not path.is_file():
         raise ClipError(f"missing file: {path}")
@@ -556,8 +559,9 @@ def read_label2idx(path: Path) -> list[str]:
         indices = sorted(int(index) for index in mapping.values())
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
         raise ClipError(f"unreadable label2idx {path}: {exc}") from None
-    if indices != list(range(len(indices))):
-        raise ClipError(f"{path}: the class indices must be 0..{len(indices) - 1}, each once")
+    first = indices[0] if indices else 0
+    if first not in (0, 1) or indices != list(range(first, first + len(indices))):
+        raise ClipError(f"{path}: the class indices must be 0..{len(indices) - 1} or 1..{len(indices)}, each once")
     return [name for name, _ in sorted(mapping.items(), key=lambda kv: int(kv[1]))]
 
 
