@@ -35,13 +35,24 @@ def words(text: str) -> list[str]:
     return [singular(word) for word in re.findall(r"[a-z0-9]+", text.lower())]
 
 
+# Plurals the suffix rules below get wrong (wolves -> wolve, axes -> ax, men kept as a short word).
+IRREGULAR_PLURALS = {
+    "men": "man", "women": "woman", "children": "child", "people": "person", "geese": "goose", "mice": "mouse",
+    "teeth": "tooth", "feet": "foot", "oxen": "ox", "wolves": "wolf", "knives": "knife", "leaves": "leaf",
+    "calves": "calf", "halves": "half", "shelves": "shelf", "axes": "axe", "buses": "bus", "busses": "bus",
+}  # fmt: skip
+
+
 def singular(word: str) -> str:
-    """A crude English singular (dogs -> dog, puppies -> puppy, boxes -> box); short words kept."""
-    if len(word) <= 3 or word.endswith("ss"):
+    """A crude English singular (dogs -> dog, horses -> horse, puppies -> puppy, boxes -> box, glasses -> glass,
+    wolves -> wolf, men -> man); short words and words in -ss, -us, -is are kept."""
+    if word in IRREGULAR_PLURALS:
+        return IRREGULAR_PLURALS[word]
+    if len(word) <= 3 or word.endswith(("ss", "us", "is")):
         return word
     if word.endswith("ies"):
         return word[:-3] + "y"
-    if word.endswith(("ches", "shes", "xes", "ses")):
+    if word.endswith(("sses", "ches", "shes", "xes", "zzes")):
         return word[:-2]
     return word[:-1] if word.endswith("s") else word
 

@@ -15,6 +15,7 @@ from openavs_st.data.avsbench import (
     MS3Reader,
     S4Reader,
     avss_palette,
+    avss_palette_image,
     colour_to_index,
     open_reader,
 )
@@ -111,6 +112,12 @@ def test_palette_matches_pascal_colour_map() -> None:
     img_unknown[0, 1] = (1, 2, 3)
     np.testing.assert_array_equal(colour_to_index(img, pal), [[0, 5], [70, 3]])
     np.testing.assert_array_equal(colour_to_index(img_unknown, pal), [[0, 0], [70, 3]])
+    # Beyond the first bit level, by hand with the VOC bit interleaving (bit k of each 3-bit group of the id
+    # goes to bit 7 - group of channel k): 22 = 0b010_110 -> (0, 128+64, 128); 70 = 0b1_000_110 -> (32, 128, 128).
+    assert pal[22].tolist() == [0, 192, 128] and pal[70].tolist() == [32, 128, 128]
+    written = avss_palette_image(np.array([[0, 22], [70, 1]]))
+    assert written.mode == "P"
+    assert np.asarray(written.convert("RGB")).tolist() == [[[0, 0, 0], [0, 192, 128]], [[32, 128, 128], [128, 0, 0]]]
 
 
 @pytest.fixture()

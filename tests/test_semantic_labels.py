@@ -44,6 +44,9 @@ def test_avss_classes_are_label2idx_order_and_the_shipped_vocabulary() -> None:
         # free phrases: the longest match, ties to the object named last
         ("a man playing the violin", "violin"), ("police car", "emergency-car"), ("two barking dogs", "dog"),
         ("Vacuum-Cleaner", "vacuum-cleaner"), ("an electric guitar", "guitar"), ("frying-food", "frying-food"),
+        # plurals, regular and irregular
+        ("horses galloping", "horse"), ("wolves howling", "wolf"), ("chopping wood with axes", "axe"),
+        ("geese honking", "goose"), ("two women singing", "woman"), ("noises of passing buses", "bus"),
     ],
 )
 def test_phrases_map_to_avss_classes(phrase: str, expected: str) -> None:
@@ -67,6 +70,17 @@ def test_a_label2idx_file_is_a_class_set(tmp_path: Path) -> None:
     path.write_text(json.dumps({"background": 0, "drum": 2}))
     with pytest.raises(ValueError, match="0..1"):
         ClassMapper(path)
+
+
+def test_the_released_one_based_label2idx_reads_in_its_order(tmp_path: Path) -> None:
+    # AVSBench-semantic's released label2idx.json numbers the classes 1..71 ("background": 1, "woman": 71)
+    path = tmp_path / "label2idx.json"
+    path.write_text(json.dumps({name: index + 1 for index, name in enumerate(AVSS_CLASSES)}))
+    assert read_label2idx(path) == list(AVSS_CLASSES)
+    assert ClassMapper(path).class_id("a horse neighing") == AVSS_CLASSES.index("horse") == 38 - 1
+    path.write_text(json.dumps({"background": 2, "drum": 3}))
+    with pytest.raises(ClipError, match=r"label2idx.json: the class indices must be 0..1 or 1..2"):
+        read_label2idx(path)
 
 
 def test_paint_lets_the_higher_scoring_box_win() -> None:
