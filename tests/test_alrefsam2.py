@@ -74,6 +74,14 @@ STRIP_SIZE = (5 * 40 + 4 * 4, 40)  # five 40 x 40 frames in a row, 4 px apart: (
         ("[]", {}, "no category named"),
         ("I cannot tell which object sounds.", {}, "no category named"),
         ("", {}, "no category named"),
+        # prose before the answer's bracketed block does not count
+        ("Visible sounding objects: 2. Answer: ['dog': 3, 'man': 1]", {"dog": 3, "man": 1}, None),
+        ("Objects: 2\ndog: 3", {"dog": 3}, None),  # no brackets: the last line only
+        ("['man's voice': 2]", {"man's voice": 2}, None),  # an apostrophe inside a quoted name
+        ("['dog', 'rock'n'roll band']", {"dog": 1, "rock'n'roll band": 1}, "no frame numbers"),
+        ('{"category": "dog", "frame": 3}', {"dog": 3}, "fields read as category and frame"),
+        ('[{"object": "Man", "frame": "1"}, {"category": "cat"}]', {"man": 1, "cat": 1}, "fields read"),
+        ("['dog': 3", {"dog": 3}, None),  # cut off before its closing bracket
     ],
 )
 def test_reference_answers_parse_to_category_and_pivot_frame(answer: str, pivots: dict[str, int], note: str | None) -> None:

@@ -4,9 +4,15 @@
    the answer names the sounding objects with the frame where each is clearest, ``['dog': 3]`` or
    ``['dog': 3, 'man': 1]``. :func:`parse_references` reads it as ``{category: frame}``:
 
-   - every ``name: number`` pair counts, the name quoted (``'dog'``, ``"dog"``, so a JSON object
-     ``{"dog": 3}`` too) or a bare single word (``dog: 3``); the name is lower-cased and cut at its first ``,`` or ``;`` (as the
-     original parser does, appletea233/AL-Ref-SAM2 ``avs/s4/gpt_cot_inference_stage_1.py``);
+   - the ``name: number`` pairs of the answer's LAST ``[...]`` or ``{...}`` block count (prose before it,
+     ``Objects: 2. Answer: [...]``, does not), the name quoted (``'dog'``, ``"dog"``, so a JSON object
+     ``{"dog": 3}`` too; an apostrophe inside a word stays, ``'man's voice'``) or a bare single word; the
+     name is lower-cased and cut at its first ``,`` or ``;`` (as the original parser does,
+     appletea233/AL-Ref-SAM2 ``avs/s4/gpt_cot_inference_stage_1.py``);
+   - an answer without brackets: the pairs on its last line (``The sounding object is dog: 3``);
+   - a block of field records (``{"category": "dog", "frame": 3}``, or a list of them): the name from its
+     ``category``/``object``/``name``/``label``/``class`` field, the frame from ``frame``/``pivot_frame``/
+     ``pivot`` (1 without one);
    - a frame outside ``1..num_frames`` is clamped into it; a name repeated keeps its first frame;
    - quoted names without any frame (``['dog']``) get frame 1; a name outside a closed category list is
      kept (the prompt asks for list names "wherever one fits");
@@ -131,13 +137,60 @@ class References:
     notes: list[str] = field(default_factory=list)
 
 
-_PAIR = re.compile(r"""(?:'([^'\n]*)'|"([^"\n]*)"|([A-Za-z][\w\-]*))\s*:\s*['"]?(-?\d+)""")
-_QUOTED = re.compile(r"""'([^'\n]+)'|"([^"\n]+)\"""")
+# A quoted name may hold an apostrophe between letters ('man's voice'); an opening single quote never
+# follows a letter, so the apostrophe of man's cannot open a name.
+_SINGLE = r"(?<!\w)'((?:[^'\n]|(?<=\w)'(?=\w))*)'"
+_DOUBLE = r'"([^"\n]*)"'
+_NAME = rf"(?:{_SINGLE}|{_DOUBLE}|([A-Za-z][\w\-]*))"
+_PAIR = re.compile(rf"""{_NAME}\s*:\s*['"]?(-?\d+)""")
+_QUOTED = re.compile(rf"{_SINGLE}|{_DOUBLE}")
+# a JSON-like record of fields: "key": "text" or "key": number
+_FIELD = re.compile(rf"""(?:{_SINGLE}|{_DOUBLE})\s*:\s*(?:{_SINGLE}|{_DOUBLE}|(-?\d+))""")
+_NAME_KEYS = ("category", "object", "name", "label", "class")
+_FRAME_KEYS = ("frame", "pivot_frame", "pivot", "frame_number", "frame_id")
 
 
 def _clean_name(name: str) -> str:
     first = re.split(r"[,;]", name.strip())[0]
     return " ".join(first.strip().strip(".").lower().split())
+
+
+def last_block(text: str) -> str | None:
+    """The inside of the answer's last top-level ``[...]`` or ``{...}`` block (brackets nested inside it
+    included); an opening bracket never closed (a cut-off answer) runs to the end; None without one."""
+    start, depth, last = None, 0, None
+    for i, char in enumerate(text):
+        if char in "[{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif char in "]}" and depth:
+            depth -= 1
+            if depth == 0:
+                last, start = text[start + 1 : i], None
+    if depth and start is not None:
+        return text[start + 1 :]
+    return last
+
+
+def _records(block: str) -> list[tuple[str, int]] | None:
+    """``(name, frame)`` of a block of field records (``{"category": "dog", "frame": 3}``, or a list of them);
+    None when the block has no text-valued field (a ``{name: frame}`` map)."""
+    records = []
+    for part in re.findall(r"\{([^{}]*)\}", block) or [block]:
+        fields: dict[str, str] = {}
+        for key_s, key_d, text_s, text_d, number in _FIELD.findall(part):
+            fields.setdefault((key_s or key_d).strip().lower(), number or text_s or text_d)
+        records.append(fields)
+    if not any(not v.lstrip("-").isdigit() for fields in records for v in fields.values()):
+        return None
+    pairs = []
+    for fields in records:
+        name = next((fields[k] for k in _NAME_KEYS if k in fields), None)
+        frame = next((fields[k] for k in _FRAME_KEYS if k in fields and fields[k].lstrip("-").isdigit()), "1")
+        if name is not None:
+            pairs.append((_clean_name(name), int(frame)))
+    return pairs
 
 
 def parse_references(text: str, num_frames: int, categories: Sequence[str] | None = None) -> References:
@@ -146,13 +199,23 @@ def parse_references(text: str, num_frames: int, categories: Sequence[str] | Non
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     out = References()
     allowed = {c.lower() for c in categories} if categories else None
-    pairs = [(_clean_name(a or b or c), int(n)) for a, b, c, n in _PAIR.findall(text or "")]
-    if not pairs:
-        bracket = re.search(r"\[(.*?)\]", text or "", re.DOTALL)
-        names = [_clean_name(a or b) for a, b in _QUOTED.findall(bracket.group(1))] if bracket else []
-        pairs = [(name, 1) for name in names]
-        if pairs:
-            out.notes.append(f"no frame numbers: frame 1 for {[name for name, _ in pairs]}")
+    text = text or ""
+    block = last_block(text)
+    if block is None:  # no brackets: name: number pairs on the answer's last line only
+        lines = [line for line in text.splitlines() if line.strip()]
+        block = lines[-1] if lines else ""
+        pairs = [(_clean_name(a or b or c), int(n)) for a, b, c, n in _PAIR.findall(block)]
+    else:
+        records = _records(block)
+        if records is not None:
+            pairs = records
+            out.notes.append(f"fields read as category and frame: {pairs}")
+        else:
+            pairs = [(_clean_name(a or b or c), int(n)) for a, b, c, n in _PAIR.findall(block)]
+            if not pairs:
+                pairs = [(_clean_name(a or b), 1) for a, b in _QUOTED.findall(block)]
+                if pairs:
+                    out.notes.append(f"no frame numbers: frame 1 for {[name for name, _ in pairs]}")
     for name, frame in pairs:
         if not name:
             out.notes.append("an empty category name: skipped")
