@@ -48,7 +48,8 @@ Rules:
 - **Pickles.** ``write_pickles=true`` (S4/MS3 only; never the default, because unpickling can run code)
   also writes ``audio_log_mel/...pkl``: a pickled float32 torch tensor ``[5, 1, 96, 64]`` of the exported
   wav's VGGish log-mel, the last example repeated as padding, as ``preprocess_s4.py`` writes them and the
-  loaders' ``pickle.load(...).detach()`` reads them.
+  loaders' ``pickle.load(...).detach()`` reads them. The original S4/MS3 loaders read these pickles for
+  every clip, so they need ``write_pickles=true``; codebases that compute log-mels from ``audio_wav/`` do not.
 - **Marker.** ``out/PSEUDO_LABELS.json`` records that the masks are pseudo-labels, which labeler(s) and
   configuration made them (the store's ``pseudolabel_config*.yaml``, secrets scrubbed), the rules above and
   the skipped clips. Every exported clip goes into the split ``split`` (default ``train``).
@@ -67,6 +68,7 @@ import re
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,8 +150,7 @@ def plan(records: list[dict[str, Any]], layout: str, rule: str) -> tuple[list[It
         whole = len(spans) == 1 and spans[0][:2] == (0, length)
         for start, span, label in spans:
             items.append(Item(rec, cid if whole else f"{cid}@{start}", start, span, label, whole))
-    names = [it.name for it in items]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(name for name, count in Counter(it.name for it in items).items() if count > 1)
     if dupes:
         raise ExportError(f"exported clip names collide: {dupes[:5]} (a clip id equals another clip's window name)")
     return items, skipped
@@ -366,7 +367,8 @@ def export_store(
     ``progress``: a progress bar on stderr."""
     from tqdm.auto import tqdm
 
-    from openavs_st.data.avsbench import AVSS_NUM_CLASSES, SPLITS
+    from openavs_st.data.avsbench import AVSS_NUM_CLASSES, SPLITS, read_label2idx
+    from openavs_st.data.clip import ClipError
     from openavs_st.data.store import PseudoLabelStore
 
     if layout not in LAYOUTS:
@@ -382,12 +384,17 @@ def export_store(
                           "compute log-mels from audio.wav); drop the option")
     if layout == "avss" and not 1 <= int(avss_class) < AVSS_NUM_CLASSES:
         raise ExportError(f"avss_class must be a class index in 1..{AVSS_NUM_CLASSES - 1}, got {avss_class!r}")
+    given_names: list[str] | None = None
     if label2idx is not None:
         label2idx = Path(label2idx).expanduser()
         if not label2idx.is_file():
             raise ExportError(f"label2idx={label2idx}: no such file")
-        if len(json.loads(label2idx.read_text(encoding="utf-8"))) != AVSS_NUM_CLASSES:
-            raise ExportError(f"label2idx={label2idx}: expected {AVSS_NUM_CLASSES} classes")
+        try:
+            given_names = read_label2idx(label2idx)
+        except ClipError as exc:
+            raise ExportError(f"label2idx={exc}") from None
+        if len(given_names) != AVSS_NUM_CLASSES:
+            raise ExportError(f"label2idx={label2idx}: expected {AVSS_NUM_CLASSES} classes, found {len(given_names)}")
     size = resize_target(resize, layout)
     store_root, out = Path(store).expanduser(), Path(out).expanduser()
     if not store_root.is_dir():
@@ -398,6 +405,13 @@ def export_store(
         if len(labels.class_names or ()) != AVSS_NUM_CLASSES:
             raise ExportError(f"store={store_root}: its label2idx.json has {len(labels.class_names or ())} classes; "
                               f"the AVSS layout has {AVSS_NUM_CLASSES}")
+        if given_names is not None and given_names != labels.class_names:
+            differ = [i for i, (a, b) in enumerate(zip(given_names, labels.class_names)) if a != b]
+            raise ExportError(
+                f"label2idx={label2idx} names the classes differently from the store's label2idx.json (first at "
+                f"id {differ[0]}: {given_names[differ[0]]!r} vs {labels.class_names[differ[0]]!r}); the exported "
+                "class ids are the store's, so leave label2idx out to copy the store's file"
+            )
         label2idx = label2idx or store_root / "label2idx.json"
     check_out(out, store_root)
     items, skipped = plan(labels.records, layout, clip_length)
@@ -497,6 +511,9 @@ def run(cfg: dict[str, Any]) -> int:
     out = Path(str(cfg["out"])).expanduser()
     print(f"exported {marker['clips_exported']} of {marker['clips_in_store']} clips "
           f"({marker['items_exported']} {marker['layout']} clips) to {out / marker['dataset_folder']}")
+    if marker["layout"] in ("s4", "ms3") and not marker["rules"]["write_pickles"]:
+        print("note: no audio_log_mel/*.pkl written; the original AVSBench S4/MS3 loaders read them for every "
+              "clip (add write_pickles=true), loaders that compute log-mels from audio_wav/ do not")
     if marker["skipped"]:
         print(f"skipped {len(marker['skipped'])} clips (listed in {out / MARKER}), e.g.:")
         for cid, why in list(marker["skipped"].items())[:5]:

@@ -188,7 +188,7 @@ def test_semantic_store_trains_the_71_class_head(semantic_store: dict[str, Path]
 
 
 def test_semantic_store_exports_its_class_ids_to_the_avss_layout(semantic_store: dict[str, Path], tmp_path: Path) -> None:
-    from pseudolabel.export_avsbench import export_store
+    from pseudolabel.export_avsbench import ExportError, export_store
 
     marker = export_store(semantic_store["store"], tmp_path / "avss", "avss")
     assert marker["rules"]["semantic"] is True and marker["rules"]["avss_class"] is None
@@ -199,3 +199,14 @@ def test_semantic_store_exports_its_class_ids_to_the_avss_layout(semantic_store:
         clip = store[rec.id]
         real = int(clip.frame_valid.sum()) if clip.frame_valid is not None else clip.num_frames
         np.testing.assert_array_equal(got.masks[:real], clip.masks[:real])
+
+    # label2idx=: the same classes numbered from 1 (as the released file) are accepted; another order is not
+    names = read_label2idx(semantic_store["label2idx"])
+    one_based = tmp_path / "one_based.json"
+    one_based.write_text(json.dumps({name: index + 1 for index, name in enumerate(names)}))
+    export_store(semantic_store["store"], tmp_path / "avss1", "avss", label2idx=one_based)
+    assert AVSSReader(tmp_path / "avss1", "train").class_names() == names
+    swapped = [names[0], names[2], names[1], *names[3:]]
+    one_based.write_text(json.dumps({name: index + 1 for index, name in enumerate(swapped)}))
+    with pytest.raises(ExportError, match=rf"names the classes differently .* id 1: {swapped[1]!r} vs {names[1]!r}"):
+        export_store(semantic_store["store"], tmp_path / "avss2", "avss", label2idx=one_based)
