@@ -26,6 +26,7 @@ from openavs_st.data.store import PseudoLabelStore, load_records
 from openavs_st.data.synthetic import write_synthetic
 from pseudolabel import vfm
 from pseudolabel.__main__ import main as label_main
+from pseudolabel.alm.ast import ASTAudioTagger
 from pseudolabel.alrefsam2 import (
     ALRefSAM2Labeler,
     avsbench_objects,
@@ -39,6 +40,7 @@ from pseudolabel.alrefsam2.answers import (
     box_prompt,
     reference_prompt,
 )
+from pseudolabel.alrefsam2.labeler import tag_windows
 from pseudolabel.components import VIDEO_SEGMENTER, ComponentConfigError
 from pseudolabel.evaluate import evaluate_store
 from pseudolabel.labelers import build_labeler
@@ -470,6 +472,27 @@ def test_a_local_vlm_answers_from_the_strip_and_the_prompt(models: dict[str, Pat
     assert record["referents"] == [] and record["mask_area"] == [0.0] * 5
 
 
+def test_tag_windows_are_near_equal_pieces_no_longer_than_the_window() -> None:
+    assert tag_windows(24 * 16000, 10 * 16000) == [(0, 128000), (128000, 256000), (256000, 384000)]  # 3 x 8 s
+    assert tag_windows(25, 10) == [(0, 9), (9, 17), (17, 25)]  # ceil(2.5) = 3 pieces: 9, 8, 8
+    assert tag_windows(11, 10) == [(0, 6), (6, 11)]
+    assert tag_windows(10, 10) == [(0, 10)] and tag_windows(3, 10) == [(0, 3)] and tag_windows(0, 10) == [(0, 0)]
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        tag_windows(10, 0)
+
+
+class RecordingAST(ASTAudioTagger):
+    """The AST tagger, noting the length of every wave it is asked to score."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lengths: list[list[int]] = []
+
+    def scores(self, waves: list[np.ndarray], sample_rate: int, prompt: str | None = None) -> np.ndarray:
+        self.lengths.append([len(w) for w in waves])
+        return super().scores(waves, sample_rate, prompt)
+
+
 def test_long_clips_show_evenly_spaced_frames_and_are_tagged_by_windows(models: dict[str, Path]) -> None:
     config = alref_config(models, llm={"name": "openai"}, strip={"max_frames": 4}, tag_window_s=10.0)
     labeler = build_labeler(config)
@@ -477,9 +500,20 @@ def test_long_clips_show_evenly_spaced_frames_and_are_tagged_by_windows(models: 
     assert labeler.strip_positions([2, 5, 7]) == [2, 5, 7]
     rate = 16000
     wave = np.random.default_rng(0).uniform(-0.5, 0.5, 24 * rate).astype(np.float32)
-    wave[10 * rate : 20 * rate] *= 0.01
-    (tagger,) = labeler.taggers
-    # windows [0, 10) s, [10, 20) s, [20, 24) s; each label's score is its best window's
-    scores = tagger.scores([wave[: 10 * rate], wave[10 * rate : 20 * rate], wave[20 * rate :]], rate).max(axis=0)
-    order = [i for i in np.argsort(-scores, kind="stable") if tagger.labels[i] != "Silence"]
-    assert labeler.tag(wave, rate) == [(tagger.labels[i], round(float(scores[i]), 4)) for i in order]
+    wave[8 * rate : 16 * rate] *= 0.01
+    # two different random taggers naming at most 2 labels each
+    taggers = [RecordingAST(models["ast"], top_k=2), RecordingAST(config={"id2label": dict(enumerate(TAGS))}, top_k=2, seed=1)]
+    labeler.taggers = taggers
+    tags = labeler.tag(wave, rate)
+    # a 24 s clip is three 8 s windows (not 10 s + 14 s, whose last 3.76 s AST would never read)
+    assert [t.lengths for t in taggers] == [[[8 * rate] * 3]] * 2
+    pieces = [wave[: 8 * rate], wave[8 * rate : 16 * rate], wave[16 * rate :]]
+    named: dict[str, list[float]] = {}
+    for tagger in taggers:  # each label's score is its best window's, a tagger's top 2 without Silence
+        scores = tagger.scores(pieces, rate).max(axis=0)
+        order = [i for i in np.argsort(-scores, kind="stable") if tagger.labels[i] != "Silence"][:2]
+        for i in order:
+            named.setdefault(tagger.labels[i], []).append(round(float(scores[i]), 4))
+    assert any(len(s) == 2 and s[0] != s[1] for s in named.values())  # a label both name, scored differently
+    assert {label: max(s) for label, s in named.items()} == dict(tags)  # the best of the taggers
+    assert [score for _, score in tags] == sorted((score for _, score in tags), reverse=True)  # best first

@@ -7,8 +7,9 @@ Per clip:
 1. **Tags**: the top ``num_tags`` (5) AudioSet labels of the whole clip from each audio tagger of
    ``labeler.alm`` (``ast``, ``clap``, ``yamnet``, ``beats``; several taggers: the union, as the original's
    MS3/AVSS runs with two BEATs checkpoints); the tagger's excluded labels (AudioSet's Silence) never count.
-   A clip longer than ``tag_window_s`` (10 s) is scored in windows of that length, each label's score the
-   maximum over the windows.
+   A clip longer than ``tag_window_s`` (10 s) is scored in ``ceil(length / tag_window_s)`` near-equal
+   windows (none longer than ``tag_window_s``), each label's score the maximum over the windows; over
+   several taggers a label keeps its best score, the tags sorted best first.
 2. **Frame strip**: the clip's labeled frames tiled left to right (two rows above five frames), numbered
    1..N in circles (:mod:`pseudolabel.alrefsam2.strip`); a clip with more than ``strip.max_frames`` (10)
    shows that many, evenly spaced (their clip frames are in the record's ``strip_frames``).
@@ -72,6 +73,21 @@ def avsbench_objects() -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.startswith("# --- AVSS"))
     names = [line.strip() for line in lines[start + 1 :] if line.strip() and not line.startswith("#")]
     return sorted({*names, "helicopter"})
+
+
+def tag_windows(num_samples: int, window: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` sample ranges splitting a wave of ``num_samples`` into ``ceil(num_samples / window)``
+    near-equal pieces (the first ones one sample longer where it does not divide), none longer than
+    ``window``: an audio tagger reads at most about ``window`` samples (AST: 10.24 s), so a longer piece
+    would lose its end. An empty wave is one empty piece."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1 sample, got {window}")
+    count = max(1, -(-num_samples // window))
+    base, extra = divmod(num_samples, count)
+    bounds = [0]
+    for index in range(count):
+        bounds.append(bounds[-1] + base + (index < extra))
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 # --- per-clip work -------------------------------------------------------------------------------------
@@ -312,17 +328,16 @@ class ALRefSAM2Labeler:
 
     def tag(self, wave: np.ndarray, sample_rate: int) -> list[tuple[str, float]]:
         """The clip's tags: each tagger's best labels of the whole clip (:meth:`AudioTagger.top_scores`, at most
-        ``num_tags``), best first, merged over the taggers."""
+        ``num_tags``), merged over the taggers (a label named by several keeps its best score), best first
+        (ties by label). A clip longer than ``tag_window_s`` is scored in the pieces of :func:`tag_windows`."""
         window = max(1, round(self.tag_window_s * sample_rate))
-        pieces = [wave[start : start + window] for start in range(0, max(len(wave), 1), window)]
-        if len(pieces) > 1 and len(pieces[-1]) < window // 2:  # a short tail joins the window before it
-            pieces[-2:] = [np.concatenate(pieces[-2:])]
+        pieces = [wave[start:stop] for start, stop in tag_windows(len(wave), window)]
         tags: dict[str, float] = {}
         for tagger in self.taggers:
             scores = tagger.scores(pieces, sample_rate).astype(np.float64).max(axis=0)
             for label, score in tagger.top_scores(scores)[: self.num_tags]:  # its top_k, threshold, exclusions
-                tags.setdefault(label, round(score, 4))
-        return list(tags.items())
+                tags[label] = max(tags.get(label, -np.inf), round(score, 4))
+        return sorted(tags.items(), key=lambda item: (-item[1], item[0]))
 
     def strip_positions(self, valid: list[int]) -> list[int]:
         """The frames of ``valid`` the strip shows: all, or ``strip_frames`` evenly spaced ones."""
