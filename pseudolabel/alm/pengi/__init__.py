@@ -192,7 +192,8 @@ class Pengi:
 
     def generate(self, waves: Sequence[np.ndarray], sample_rate: int, prompts: Sequence[str]) -> list[Any]:
         """Beam search for each (clip, prompt) pair (``waves[i]`` with ``prompts[i]``), all in one batch:
-        one :class:`~pseudolabel.alm.pengi.decode.Beams` per pair."""
+        one :class:`~pseudolabel.alm.pengi.decode.Beams` per pair. Each distinct prompt is encoded once, and
+        each distinct wave (the same array object paired with several prompts) goes through HTS-AT once."""
         import torch
 
         from pseudolabel.alm.pengi.decode import beam_search
@@ -203,9 +204,12 @@ class Pengi:
             unique = list(dict.fromkeys(prompts))
             ids, mask = self.prompt_tokens(unique)
             prompt_prefix = self.model.prompt_prefix(ids, mask)
-            audio_prefix = self.model.audio_prefix(self.audio_input(waves, sample_rate))
+            distinct = {id(wave): wave for wave in waves}  # batched_pairs repeats a segment once per prompt
+            audio_row = {key: row for row, key in enumerate(distinct)}
+            audio_prefix = self.model.audio_prefix(self.audio_input(list(distinct.values()), sample_rate))
+            audio_rows = torch.tensor([audio_row[id(wave)] for wave in waves], device=self._device)
             rows = torch.tensor([unique.index(p) for p in prompts], device=self._device)
-            prefix = torch.cat([audio_prefix, prompt_prefix[rows]], dim=1)
+            prefix = torch.cat([audio_prefix[audio_rows], prompt_prefix[rows]], dim=1)
             return beam_search(
                 self.model.gpt, prefix, beam=self.beam, max_len=self.max_len, temperature=self.temperature,
                 stop=self.stop_ids,

@@ -19,8 +19,9 @@ As in microsoft/Pengi ``wrapper.py`` (the inference API OpenAVS used), the audio
 before ``audio_project`` and the prompt embedding is not (``normalize_prompt=False``; the training
 forward of ``models/decoder.py`` normalises both: ``normalize_prompt=True``).
 
-Nothing is downloaded from the Hub: GPT-2 and CLIP contribute only their configs and tokenizers (a local
-directory, or a Hub id found in the local cache); every weight comes from ``base.pth``.
+No GPT-2 or CLIP weights are used: the two contribute only their configs and tokenizers (a local directory
+reads offline; a Hub id is fetched by transformers as usual, or read from its cache); every weight comes from
+``base.pth``.
 """
 
 from __future__ import annotations
