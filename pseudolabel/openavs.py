@@ -422,13 +422,15 @@ class OpenAVSLabeler:
         Each distinct phrase of the clip is prompted with its highest-scoring box over the valid frames
         (``detections``, one per valid frame) on that box's frame; a phrase without a box gets no mask. A
         text-tracking video segmenter (``track``) is given the phrases instead. ``item.propagation``
-        records the prompts."""
+        records the prompts. Only the valid frames are tracked (AVSS padding frames are not), as in
+        AL-Ref-SAM2."""
         clip = item.clip
+        frames = clip.frames[item.valid]  # tracks are indexed by position among the valid frames
         phrases = list(dict.fromkeys(p for frame in item.phrases for p in frame))
         tracks: dict[str, np.ndarray] = {}
         scores: dict[str, float] = {}
         if self.tracks_text:
-            tracks = dict(self.video_segmenter.track(clip.frames, phrases)) if phrases else {}
+            tracks = dict(self.video_segmenter.track(frames, phrases)) if phrases else {}
             scores = {p: 1.0 for p in tracks}
             item.propagation = {"video_segmenter": self.video_segmenter.name, "text": list(phrases)}
         else:
@@ -443,7 +445,8 @@ class OpenAVSLabeler:
                 if best is not None:
                     score, i, k = best
                     prompts.append({"phrase": phrase, "frame": item.valid[i], "box": detections[i].boxes[k], "score": score})
-            masks = self.video_segmenter.propagate(clip.frames, [(p["frame"], p["box"]) for p in prompts])
+            positions = {t: i for i, t in enumerate(item.valid)}
+            masks = self.video_segmenter.propagate(frames, [(positions[p["frame"]], p["box"]) for p in prompts])
             for prompt, mask in zip(prompts, masks, strict=True):
                 tracks[prompt["phrase"]], scores[prompt["phrase"]] = mask, prompt["score"]
             item.propagation = {
@@ -457,7 +460,7 @@ class OpenAVSLabeler:
         out = []
         for i, t in enumerate(item.valid):
             names = [p for p in item.phrases[i] if p in tracks]
-            stack = np.stack([tracks[p][t] for p in names]) if names else np.zeros((0, height, width), bool)
+            stack = np.stack([tracks[p][i] for p in names]) if names else np.zeros((0, height, width), bool)
             out.append(PhraseMasks(stack, np.array([scores[p] for p in names], np.float32), names))
         return out
 

@@ -125,3 +125,30 @@ def test_propagate_needs_a_video_segmenter(models) -> None:
     assert labeler.segmenter is None and labeler.video_segmenter in labeler.components()
     with pytest.raises(LabelerConfigError, match="labeler.segmenter is not set"):
         OpenAVSLabeler.from_config({**cfg, "propagate": False})
+
+
+def test_propagation_tracks_only_the_valid_frames_of_a_padded_avss_clip(models, tmp_path) -> None:
+    """AVSS v1 clips are 5 real frames padded to 10: only the real ones go to the video segmenter (as in
+    AL-Ref-SAM2), the padding frames get empty masks, and prompt frames are clip frame indices."""
+    root = write_synthetic(tmp_path / "data", ("avss",), splits={"train": 0, "val": 0, "test": 3}, size=40, seed=5)["avss"]
+    out = tmp_path / "store"
+    args = ["labeler=clip_label", "input=avsbench", "data=avsbench_avss", f"data.root={root}", "split=test",
+            f"output={out}", f"labeler.grounder.model={models['dino']}", "labeler.propagate=true",
+            "labeler/video_segmenter=sam2_video", f"labeler.video_segmenter.model={models['sam2_video']}",
+            "labeler.grounder.box_threshold=0.0", "labeler.grounder.text_threshold=0.0", "progress=false"]
+    assert label_main(args) == 0
+    records = load_records(out)
+    padded = prompted = 0
+    for clip in PseudoLabelStore(out, compute_log_mel=False):
+        rec = records[clip.id]
+        valid = [f["t"] for f in rec["frames_info"] if f["valid"]]
+        phrases = [f["phrases"] for f in rec["frames_info"] if f["valid"]]
+        prompts, masks = expected(models, clip.frames[valid], phrases)
+        got = rec["propagation"]["prompts"]
+        assert [(p["phrase"], p["frame"]) for p in got] == [(p["phrase"], valid[p["frame"]]) for p in prompts]
+        np.testing.assert_array_equal(clip.masks[valid].astype(bool), masks)
+        others = [t for t in range(clip.num_frames) if t not in valid]
+        assert not clip.masks[others].any()
+        padded += bool(others)
+        prompted += len(prompts)
+    assert padded >= 1 and prompted >= 1  # the fixture has a padded v1 clip, and boxes were propagated

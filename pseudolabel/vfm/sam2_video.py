@@ -10,8 +10,11 @@ Per prompt frame, following AL-Ref-SAM2's ``avs/*/sam2.py`` (appletea233/AL-Ref-
 
 1. ``prompt="mask"`` (default): SAM 2's image model segments the box on that frame (``Sam2Model`` made of
    the video model's own image encoder, prompt encoder and mask decoder: the same weights, no copy), and
-   that mask is the object's prompt (AL-Ref-SAM2's ``SAM2ImagePredictor`` + ``add_new_mask``), which SAM 2
-   takes as the frame's output, so the frame's mask IS the image predictor's (the tests check it).
+   that mask is the object's prompt (AL-Ref-SAM2's ``SAM2ImagePredictor`` + ``add_new_mask``). SAM 2 keeps a
+   mask prompt as the frame's output (``_use_mask_as_output``), but at its low mask resolution (a quarter of
+   the model's input size), which blurs a small object away; we give that frame the prompt mask itself at
+   full resolution, so the frame's mask IS the image predictor's (the tests check it). The memory the other
+   frames are tracked from is SAM 2's own.
    ``prompt="box"``: the box is the prompt (the Grounded-SAM-2 tracking demos' ``"box"`` mode); the video
    model then empties the frame's mask when its object score is negative, which the image model does not;
 2. propagation forward from the frame to the end, then in reverse to frame 0
@@ -218,7 +221,7 @@ class Sam2VideoSegmenter(VideoSegmenter):
                     for output in network.propagate_in_video_iterator(session, start_frame_idx=frame, reverse=reverse):
                         masks[:, output.frame_idx] = self._masks(processor, output.pred_masks, session)
                 if self.prompt == "mask":
-                    masks[:, frame] = pivot  # a mask prompt is the frame's output (SAM 2's _use_mask_as_output)
+                    masks[:, frame] = pivot  # the prompt at full resolution (SAM 2 returns it at its mask size)
             return masks
 
         return track_by_frame(prompts, track)
