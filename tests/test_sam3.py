@@ -98,7 +98,7 @@ def test_grounder_masks_thresholds_the_grounders_maps_and_needs_them() -> None:
         vfm.create_segmenter("grounder_masks", threshold=1.5)
 
 
-def test_sam3_video_tracks_phrases_and_takes_boxes_with_their_text(models) -> None:
+def test_sam3_video_tracks_phrases_and_takes_boxes_with_their_text(models, caplog) -> None:
     frames = np.stack([_images()[0]] * 4)
     video = create_video_segmenter("sam3_video", model=str(models["sam3_video"]), threshold=0.2, new_object_threshold=0.2)
     tracks = video.track(frames, ["dog", "A man.", "a man"])
@@ -108,6 +108,9 @@ def test_sam3_video_tracks_phrases_and_takes_boxes_with_their_text(models) -> No
     assert tracks["dog"][0].any()  # every query passes a threshold this low on the first frame
     strict = create_video_segmenter("sam3_video", model=str(models["sam3_video"]), threshold=0.99, new_object_threshold=0.99)
     assert not any(m.any() for m in strict.track(frames, ["dog"]).values())  # nothing scores 0.99
+    with caplog.at_level("WARNING", logger="pseudolabel.vfm.sam3_video"):  # no instance: empty, and said
+        (none,) = strict.propagate(frames, [(2, np.array([0, 0, 48, 40]))], labels=["dog"])
+    assert not none.any() and "none of the 0 tracked instances of 'dog' overlaps its box on frame 2" in caplog.text
     # Box prompts with their text (AL-Ref-SAM2: category + pivot box): the tracked instance of the text that
     # overlaps the box best, so a subset of the text's union, and on the prompt frame inside the instances.
     (one,) = video.propagate(frames, [(0, np.array([0, 0, 48, 40]))], labels=["dog"])

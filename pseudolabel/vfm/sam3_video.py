@@ -18,6 +18,7 @@ runs).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ from pseudolabel.vfm.base import clean_phrases
 from pseudolabel.vfm.sam2_video import TINY_SAM2_VIDEO
 from pseudolabel.vfm.sam3 import TINY_SAM3, tiny_sam3_config
 from pseudolabel.vfm.video import VideoSegmenter, check_frames, video_segmenter
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/sam3"
 SIZE = TINY_SAM3["vision_config"]["backbone_config"]["image_size"]  # tiny models: 8 x 8 patches of 14 px
@@ -126,7 +129,7 @@ class Sam3VideoSegmenter(VideoSegmenter):
     ) -> list[np.ndarray]:
         """Box prompts with their ``labels``: the label's text is tracked and each prompt gets the tracked
         instance whose mask on the prompt's frame overlaps its box best (IoU of the mask with the filled box);
-        none overlapping: an empty mask."""
+        none overlapping: an empty mask, with a warning naming the label and frame."""
         if labels is None:
             raise ValueError(
                 "video_segmenter sam3_video tracks text: give each box prompt its text (propagate(frames, "
@@ -145,6 +148,10 @@ class Sam3VideoSegmenter(VideoSegmenter):
                 overlap = np.logical_and(masks[frame], rect).sum() / union if union else 0.0
                 if overlap > best_iou:
                     best, best_iou = masks, overlap
+            if best is None:
+                found = len(objects.get(label, {}))
+                logger.warning("sam3_video: none of the %d tracked instances of %r overlaps its box on frame %d; "
+                               "its masks are empty", found, label, frame)
             out.append(best.copy() if best is not None else np.zeros(frames.shape[:3], bool))
         return out
 
