@@ -264,7 +264,8 @@ class Runner:
             assert work.future is not None, "a pending clip without a session"
             work.future.result()
         except Exception as exc:  # noqa: BLE001
-            self._fail(work.clip.id, failure_reason(exc), self.labeler.async_stage)
+            # the requests answered before the failure were paid for: their usage goes in the record
+            self._fail(work.clip.id, failure_reason(exc), self.labeler.async_stage, self.labeler.failure_record(work))
             return False
         work.pending = False
         return True

@@ -383,6 +383,41 @@ def test_no_category_or_silent_audio_gives_empty_masks_and_counts_the_requests(
             assert record["llm"]["cost_known"] is False  # gpt-4o has no price in the backend's own table
 
 
+class BoxFailsServer(StripServer):
+    """Answers the reference question; the box question gets HTTP 500."""
+
+    def respond(self, body: dict[str, Any], request: Any) -> Reply:
+        status, payload, headers = super().respond(body, request)
+        if self.kinds and self.kinds[-1] == "box":
+            return 500, {"error": {"message": "the box model is down", "type": "server_error"}}, {}
+        return status, payload, headers
+
+
+def test_a_clip_failing_at_its_box_question_keeps_the_reference_reply_cost(
+    models: dict[str, Path], s4_root: Path, tmp_path: Path
+) -> None:
+    """The reference question is answered (and paid for), the box question fails (HTTP 500, no retries):
+    the failed record and the run's summary still carry the reference request's tokens and cost."""
+    from openavs_st.data.store import StoreWriter
+
+    source = AVSBenchSource("avsbench_s4", s4_root, "test")
+    server = BoxFailsServer(STRIP_SIZE, reference="['dog': 2]")
+    try:  # box threshold 0: the grounder's 6 queries give 3 candidates, so the box question is asked
+        llm = {"name": "openai", "model": "gpt-4o", "base_url": server.url, "max_retries": 0, "prices": {"gpt-4o": [2.5, 10.0]}}
+        labeler = build_labeler(alref_config(models, llm=llm))
+        stats = run_labeler(labeler, source, StoreWriter(tmp_path / "store", labeler="alrefsam2"), progress=False, limit=1)
+    finally:
+        server.close()
+    assert server.errors == [] and server.kinds == ["reference", "box"]
+    (record,) = load_records(tmp_path / "store").values()
+    assert record["status"].startswith("failed: TranslationError") and "HTTP 500" in record["status"]
+    assert record["failed_stage"] == "llm/ground"
+    cost = (USAGE[0] * 2.5 + USAGE[1] * 10.0) / 1e6
+    assert record["llm"]["requests"] == record["llm"]["calls"] == 1 and record["llm"]["raw_responses"] == ["['dog': 2]"]
+    assert record["llm"]["prompt_tokens"] == USAGE[0] and record["llm"]["cost_usd"] == pytest.approx(cost)
+    assert stats.clips_failed == 1 and stats.llm_calls == 1 and stats.llm_cost_usd == pytest.approx(cost)
+
+
 def test_config_errors_name_the_key(models: dict[str, Path]) -> None:
     base = {
         "mode": "alrefsam2",

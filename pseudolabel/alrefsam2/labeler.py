@@ -399,8 +399,11 @@ class ALRefSAM2Labeler:
             referent.boxes, referent.scores = det.boxes[order], det.scores[order]
             referent.chosen = 1 if len(order) else None
         asked = [r for r in work.referents if len(r.boxes) >= 2]
-        replies = await asyncio.gather(*(self._choose_box(work, r, session) for r in asked))
-        work.replies.extend(replies)
+        replies = await asyncio.gather(*(self._choose_box(work, r, session) for r in asked), return_exceptions=True)
+        work.replies.extend(r for r in replies if not isinstance(r, BaseException))  # paid for, even if one failed
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
         work.timings["llm_s"] = sum(r.latency_s for r in work.replies)
         work.pending = False
 
@@ -428,7 +431,8 @@ class ALRefSAM2Labeler:
         return reply
 
     def failure_record(self, work: Referenced) -> dict[str, Any]:
-        """Record fields of a clip that failed after its LLM requests: the usage they cost."""
+        """Record fields of a clip that failed after (some of) its LLM requests: the usage of those answered
+        (the runner adds them to a clip failing in ``resolve``, ``finish`` or writing)."""
         return {"llm": self.llm_summary(work)} if work.replies else {}
 
     # -- stage 3: propagate, gate
