@@ -507,6 +507,27 @@ def test_a_local_vlm_answers_from_the_strip_and_the_prompt(models: dict[str, Pat
     assert record["referents"] == [] and record["mask_area"] == [0.0] * 5
 
 
+def test_closed_category_list_follows_the_source_not_its_address(models: dict[str, Path], tmp_path: Path) -> None:
+    """categories=auto: an AVSS source offers its own label2idx.json names, an S4 source the 70 AVSBench
+    objects; a source freed and another built (possibly at the same address) never inherits the old list,
+    and the labeler does not keep a source alive."""
+    import weakref
+
+    labeler = build_labeler(alref_config(models, llm={"name": "openai"}))
+    roots = write_synthetic(tmp_path, ("s4", "avss"), splits={"train": 1, "test": 1}, size=24, seed=0)
+    avss_names = json.loads((roots["avss"] / "label2idx.json").read_text())
+    assert avss_names and sorted(avss_names) != avsbench_objects()  # two different lists to tell apart
+    expected = {"s4": avsbench_objects(), "avss": sorted(avss_names, key=avss_names.get)[1:]}  # index order, no background
+    assert expected["avss"][:3] == ["circle", "square", "triangle"]
+    for k in range(20):  # sources built and freed in turn: CPython reuses addresses (an id() key would mix them)
+        kind = ("s4", "avss")[k % 2]
+        source = AVSBenchSource(f"avsbench_{kind}", roots[kind], "test")
+        assert labeler.closed_list(source) == expected[kind], (k, kind)
+        alive = weakref.ref(source)
+        del source  # freed at once (no reference cycle, the labeler holds it weakly)
+        assert alive() is None
+
+
 def test_tag_windows_are_near_equal_pieces_no_longer_than_the_window() -> None:
     assert tag_windows(24 * 16000, 10 * 16000) == [(0, 128000), (128000, 256000), (256000, 384000)]  # 3 x 8 s
     assert tag_windows(25, 10) == [(0, 9), (9, 17), (17, 25)]  # ceil(2.5) = 3 pieces: 9, 8, 8

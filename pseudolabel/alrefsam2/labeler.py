@@ -38,6 +38,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,7 +231,8 @@ class ALRefSAM2Labeler:
         except ValueError as exc:
             raise LabelerConfigError(str(exc)) from None
         self._ground_lock = threading.Lock()
-        self._closed_lists: dict[int, list[str] | None] = {}
+        self._closed_lists: weakref.WeakKeyDictionary[Any, list[str] | None] = weakref.WeakKeyDictionary()
+        self._closed_lists_by_name: dict[tuple[type, str, str], list[str] | None] = {}
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ALRefSAM2Labeler:
@@ -310,19 +312,30 @@ class ALRefSAM2Labeler:
             return self.categories
         if self.categories == "none":
             return None
-        key = id(source)
-        if key not in self._closed_lists:  # read once per source, not per clip
-            from openavs_st.data.avsbench import AVSSReader
-            from openavs_st.data.sources import AVSBenchSource
+        # read once per source, not per clip; keyed by the source itself (weakly: a source freed and another
+        # built at its address must not inherit its list), else by what names its data
+        try:
+            return self._closed_lists[source]
+        except KeyError:
+            names = self._read_closed_list(source)
+            self._closed_lists[source] = names
+            return names
+        except TypeError:  # not weakly referenceable or not hashable
+            key = (type(source), str(getattr(source, "root", "")), str(getattr(source, "split", "")))
+            if key not in self._closed_lists_by_name:
+                self._closed_lists_by_name[key] = self._read_closed_list(source)
+            return self._closed_lists_by_name[key]
 
-            names: list[str] | None = None
-            if self.categories == "avsbench":
-                names = avsbench_objects()
-            elif isinstance(source, AVSBenchSource):
-                reader = source.reader
-                names = reader.class_names()[1:] if isinstance(reader, AVSSReader) else avsbench_objects()
-            self._closed_lists[key] = names
-        return self._closed_lists[key]
+    def _read_closed_list(self, source: Any) -> list[str] | None:
+        from openavs_st.data.avsbench import AVSSReader
+        from openavs_st.data.sources import AVSBenchSource
+
+        if self.categories == "avsbench":
+            return avsbench_objects()
+        if isinstance(source, AVSBenchSource):
+            reader = source.reader
+            return reader.class_names()[1:] if isinstance(reader, AVSSReader) else avsbench_objects()
+        return None
 
     # -- stage 1: load, tag, draw the strip
 
