@@ -573,3 +573,51 @@ def test_long_clips_show_evenly_spaced_frames_and_are_tagged_by_windows(models: 
     assert any(len(s) == 2 and s[0] != s[1] for s in named.values())  # a label both name, scored differently
     assert {label: max(s) for label, s in named.items()} == dict(tags)  # the best of the taggers
     assert [score for _, score in tags] == sorted((score for _, score in tags), reverse=True)  # best first
+
+
+def test_strip_numbers_map_to_clip_frames_with_a_short_strip_and_padded_clips(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """With a 3-frame strip, the LLM's frame numbers 1..3 are strip positions: the pivot is the clip frame
+    shown there (record ``strip_frames``), and only an AVSS clip's valid frames are tracked, the pivot given as
+    its position among them; padding frames stay empty."""
+    root = write_synthetic(tmp_path / "data", ("avss",), splits={"train": 0, "val": 0, "test": 3}, size=40, seed=5)["avss"]
+    server = StripServer((3 * 40 + 2 * 4, 40), reference="['dog': 2, 'cat': 3]", box="[2]")
+    out = tmp_path / "store"
+    try:
+        args = [
+            "labeler=alrefsam2", "input=avsbench", "data=avsbench_avss", f"data.root={root}", "split=test",
+            f"output={out}", "labeler/alm=[ast]", f"labeler.alm.ast.model={models['ast']}",
+            f"labeler.grounder.model={models['dino']}", "labeler.grounder.box_threshold=0.0",
+            f"labeler.video_segmenter.model={models['sam2_video']}", f"labeler.llm.base_url={server.url}",
+            "+labeler.llm.max_retries=0", "labeler.strip.frame_height=null", "labeler.strip.max_frames=3",
+            "progress=false",
+        ]
+        assert label_main(args) == 0
+    finally:
+        server.close()
+    assert server.errors == []
+    records = load_records(out)
+    video = VIDEO_SEGMENTER.create("sam2_video", model=str(models["sam2_video"]))
+    padded = 0
+    for clip in AVSBenchSource("avsbench_avss", root, "test").reader:
+        record = records[clip.id]
+        valid = np.flatnonzero(clip.frame_valid).tolist() if clip.frame_valid is not None else list(range(clip.num_frames))
+        shown = [valid[round(i * (len(valid) - 1) / 2)] for i in range(3)]  # evenly spaced, first and last
+        assert record["strip_frames"] == shown
+        pivots = {r["category"]: r["pivot_frame"] for r in record["referents"]}
+        assert pivots == {"dog": shown[1], "cat": shown[2]}
+        prompts = [(valid.index(r["pivot_frame"]), np.array(r["chosen_box"], np.float32))
+                   for r in record["referents"] if r["chosen_box"]]
+        assert len(prompts) == 2  # box threshold 0: every category has candidates
+        expected = np.zeros((len(valid), *clip.frames.shape[1:3]), bool)
+        for masklet in video.propagate(clip.frames[valid], prompts):
+            expected |= masklet
+        masks = PseudoLabelStore(out, compute_log_mel=False)[PseudoLabelStore(out).ids.index(clip.id)].masks
+        # the record's boxes are rounded to 0.01 px, which can move a pixel at a pivot frame's mask edge
+        assert (masks[valid].astype(bool) != expected).mean() < 1e-3
+        assert expected.any()
+        others = [t for t in range(clip.num_frames) if t not in valid]
+        assert not masks[others].any()
+        padded += bool(others)
+    assert padded >= 1
