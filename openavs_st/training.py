@@ -79,11 +79,31 @@ def build_module(cfg: DictConfig) -> AVSLitModule:
 
 def check_data(cfg: DictConfig) -> None:
     """Fail early, before any model is built, when ``data.root`` (or ``data.eval.root``) is unset or
-    missing: the error names the key to set."""
-    source_spec(cfg.data, "data")
+    missing: the error names the key to set; a semantic read (``data=pseudo_avss``) of a store labelled
+    without ``labeler.semantic`` fails here too, before the model, loggers and trainer are built."""
+    check_store_classes(source_spec(cfg.data, "data"))
     eval_node = cfg.data.get("eval")
     if eval_node:
         source_spec(eval_node, "data.eval")
+
+
+def check_store_classes(source: SourceSpec) -> None:
+    """A :class:`ConfigError` when ``source`` reads a pseudo-label store's class maps (``data.semantic``) but the
+    store has none (no ``label2idx.json``, or clips with binary masks only). Reads the manifests, no clip."""
+    if source.name != "pseudo" or not source.classes:
+        return
+    from openavs_st.data.store import PseudoLabelStore
+
+    # a folder that is not a store stays a ClipError (one line, exit 1) from here, as from the reader
+    store = PseudoLabelStore(source.root, compute_log_mel=False, cache_log_mel=False, semantic=False)
+    plain = [r["id"] for r in store.records if "classes" not in r]
+    if store.class_names is None or plain:
+        what = f"clips {plain[:3]} have" if plain else "it has no label2idx.json, so it"
+        raise ConfigError(
+            f"data.semantic=true (data=pseudo_avss): {store.root}: a semantic read needs class maps, but {what} "
+            "only binary masks; label the clips with labeler.semantic=avss (or a label2idx.json) into a new "
+            "store, or train a binary recipe on this one (data=pseudo)"
+        )
 
 
 def build_datamodule(cfg: DictConfig, module: AVSLitModule) -> AVSDataModule:

@@ -4,6 +4,7 @@ store, a semantic store trained on with data=pseudo_avss, and exported to the AV
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,30 @@ def test_store_keeps_class_maps_and_refuses_mixed_sets(tmp_path: Path) -> None:
     assert PseudoLabelStore(tmp_path / "plain", semantic="auto").semantic is False
     with pytest.raises(ValueError, match="semantic must be true, false or 'auto'"):
         PseudoLabelStore(tmp_path / "s", semantic="yes")
+
+
+def test_train_refuses_a_semantic_read_of_a_binary_store_before_building_anything(tmp_path: Path) -> None:
+    """``python train.py data=pseudo_avss`` on a store labelled without labeler.semantic: one ``error:`` line
+    naming the fix, exit 2 (a configuration error), and no run folder, W&B run or checkpoint is made."""
+    import subprocess
+    import sys
+
+    from openavs_st.data.clip import Clip
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "plain", labeler="t") as w:
+        w.write(Clip("c", rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8), None, None), np.ones((2, 8, 8), bool))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "train.py", "experiment=avsegformer_avss", "backbone.preset=tiny", "data=pseudo_avss",
+           f"data.root={tmp_path / 'plain'}", f"hydra.run.dir={run}", f"paths.log_dir={tmp_path / 'logs'}"]
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "WANDB_MODE": "offline"})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert "a semantic read needs class maps" in line and "labeler.semantic=avss" in line and "plain" in line
+    assert "Traceback" not in proc.stderr
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if "plain" not in p.parts)
+    assert not (tmp_path / "logs").exists() and not any("wandb" in m or m.endswith(".ckpt") for m in made), made
 
 
 @pytest.fixture(scope="module")
