@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pseudolabel.cli import CLIError, compose, resolved, split_flags
+from pseudolabel.cli import CLIError, compose, error_line, resolved, split_flags
 
 log = logging.getLogger("pseudolabel")
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print_components(args)
         except CLIError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(error_line(exc), file=sys.stderr)
             return 2
         return 0
     from openavs_st.data.redact import install_log_scrubbing
@@ -214,9 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         summary = run(cfg)
     except (CLIError, StoreLockedError) as exc:  # a store another run is writing: refused, nothing touched
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     print_summary(summary)
+    run_counts = summary["run"]
+    if run_counts["clips_failed"] and not run_counts["clips_ok"]:  # e.g. an endpoint down, a wrong model
+        print(f"error: every clip of this run failed ({run_counts['clips_failed']}); the reasons are the manifest's "
+              "failed records, and a rerun retries them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -114,7 +114,7 @@ def compose(config_name: str, args: list[str]) -> DictConfig:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name=f"pseudolabel/{config_name}", overrides=overrides)
     except HydraException as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(" ".join(str(exc).split())) from None
     with open_dict(cfg):
         # paths.output_dir is ${hydra:runtime.output_dir}, which only @hydra.main sets.
         if "paths" in cfg:
@@ -151,6 +151,24 @@ def missing_keys(node: Any, prefix: str = "") -> list[str]:
     return found
 
 
+def int_option(cfg: dict[str, Any], key: str, default: int, minimum: int | None = None) -> int:
+    """``cfg[key]`` (``default`` when absent or null) as an int, or a CLIError naming the key."""
+    value = cfg.get(key)
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        floor = f" >= {minimum}" if minimum is not None else ""
+        raise CLIError(f"{key} must be an integer{floor}, got {value!r}")
+    return value
+
+
+def error_line(exc: BaseException) -> str:
+    """The ``error:`` line a CLI prints for a user error: one line, secrets scrubbed (Hydra repeats a mistyped
+    override, ``api_key=...`` or a URL with a password included, in its message)."""
+    from openavs_st.data.redact import scrub_text
+
+    return "error: " + scrub_text(" ".join(str(exc).split()))
+
+
 def split_flags(argv: list[str] | None) -> tuple[list[str], set[str]]:
     args = list(sys.argv[1:] if argv is None else argv)
     flags = {a for a in args if a.startswith("--")}
@@ -160,8 +178,8 @@ def split_flags(argv: list[str] | None) -> tuple[list[str], set[str]]:
 def run_entry(config_name: str, argv: list[str] | None, doc: str | None, action: Callable[[dict[str, Any]], int]) -> int:
     """A small entry point (``python -m pseudolabel.evaluate`` ...): ``--help`` prints ``doc``; otherwise
     the entry config ``config_name`` composed from ``argv`` and resolved goes to ``action``. A bad config
-    or input (``CLIError``, ``ClipError``, ``ValueError``, ``KeyError``) prints one ``error:`` line and
-    returns 2."""
+    or input (``CLIError``, ``ClipError``, ``ValueError``, ``KeyError``, ``OSError``) prints one ``error:`` line
+    (:func:`error_line`) and returns 2; Ctrl-C returns 130 (the entries write atomically)."""
     from openavs_st.data.clip import ClipError
 
     args, flags = split_flags(argv)
@@ -170,6 +188,10 @@ def run_entry(config_name: str, argv: list[str] | None, doc: str | None, action:
         return 0
     try:
         return action(resolved(compose(config_name, args)))
-    except (CLIError, ClipError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (CLIError, ClipError, ValueError, KeyError, OSError) as exc:
+        print(error_line(exc), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: python -m pseudolabel.{config_name} stopped; what it writes only appears when it "
+              "finishes, so nothing half-written was left", file=sys.stderr)
+        return 130

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.cli import run_entry
+from pseudolabel.cli import CLIError, int_option, run_entry
 
 MISSING_POLICIES = ("error", "empty", "skip")
 BINARY_LOGIT = 1e4  # sigmoid(+1e4) == 1.0 and sigmoid(-1e4) == 0.0 in float32
@@ -139,21 +139,26 @@ def run(cfg: dict[str, Any]) -> int:
     data = cfg.get("data") or {}
     require_root(data.get("root"), key="data.root", owner=f"data.name={data.get('name')}")
     options = {"subsets": list(data["subsets"])} if data.get("subsets") else {}
+    out = Path(str(cfg.get("out") or cfg["store"])).expanduser()
+    path = out / "metrics.json" if out.suffix != ".json" else out
+    if path.parent.exists() and not path.parent.is_dir():  # checked before the scoring, which can take a while
+        raise CLIError(f"out={cfg.get('out')}: {path.parent} is a file, so {path.name} cannot be written in it")
+    if path.is_dir():
+        raise CLIError(f"out={cfg.get('out')}: {path} is a folder")
+    f_group_size = int_option(cfg, "f_group_size", 20, minimum=1)
     result = evaluate_store(
         cfg["store"],
         str(data["name"]),
         str(data["root"]),
         str(cfg.get("split") or "test"),
         missing=str(cfg.get("missing") or "error"),
-        f_group_size=int(cfg.get("f_group_size") or 20),
+        f_group_size=f_group_size,
         reader_kwargs=options,
         progress=bool(cfg.get("progress", True)),
     )
-    out = Path(str(cfg.get("out") or cfg["store"])).expanduser()
-    path = out / "metrics.json" if out.suffix != ".json" else out
+    print_table(result)  # shown even if the file cannot be written
     text = json.dumps(result, indent=2) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    print_table(result)
     print(f"wrote {path}")
     return 0
 

@@ -55,7 +55,8 @@ Rules:
   the skipped clips. Every exported clip goes into the split ``split`` (default ``train``).
 - **Atomicity.** The export is written into ``.<out>.partial`` next to ``out`` and renamed into place at the
   end: a killed export leaves no half-written dataset (the next run starts over). ``out`` must not exist,
-  be empty, or hold an earlier export (a ``PSEUDO_LABELS.json``), which is replaced.
+  be empty, or hold an earlier export (a ``PSEUDO_LABELS.json`` and dataset folders, nothing else), which is
+  replaced.
 
 Exit status 2 for a configuration error (missing store, unknown layout, an ``out`` folder that is not
 empty and not an earlier export ...), with a message naming the key or path.
@@ -77,7 +78,7 @@ import numpy as np
 from PIL import Image
 
 from openavs_st.data.synthetic import write_csv
-from pseudolabel.cli import run_entry
+from pseudolabel.cli import int_option, run_entry
 
 MARKER = "PSEUDO_LABELS.json"
 LAYOUTS = ("s4", "ms3", "avss")
@@ -331,6 +332,13 @@ def check_out(out: Path, store: Path) -> None:
             f"out={out} is not empty and holds no {MARKER}, so it is not an earlier export; "
             "choose an empty or new folder"
         )
+    if out.is_dir() and (out / MARKER).is_file():  # replaced whole: it must hold nothing but the export
+        extra = sorted(p.name for p in out.iterdir() if p.name != MARKER and p.name not in DATASET_FOLDER.values())
+        if extra:
+            raise ExportError(
+                f"out={out} holds an earlier export but also {extra[:5]}, which a new export would delete "
+                "(it replaces the folder); move them out or choose another folder"
+            )
 
 
 def labeler_configs(store: Path) -> dict[str, Any]:
@@ -495,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(cfg: dict[str, Any]) -> int:
+    earlier = (Path(str(cfg["out"])).expanduser() / MARKER).is_file()
     marker = export_store(
         str(cfg["store"]),
         str(cfg["out"]),
@@ -503,12 +512,14 @@ def run(cfg: dict[str, Any]) -> int:
         write_pickles=cfg.get("write_pickles", False),
         resize=cfg.get("resize", "layout"),
         clip_length=str(cfg.get("clip_length") or "window"),
-        avss_class=int(cfg.get("avss_class", 1)),
+        avss_class=int_option(cfg, "avss_class", 1),
         label2idx=cfg.get("label2idx"),
-        jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+        jpeg_quality=int_option(cfg, "jpeg_quality", 95, minimum=1),
         progress=bool(cfg.get("progress", True)),
     )
     out = Path(str(cfg["out"])).expanduser()
+    if earlier:
+        print(f"replaced the earlier export in {out}")
     print(f"exported {marker['clips_exported']} of {marker['clips_in_store']} clips "
           f"({marker['items_exported']} {marker['layout']} clips) to {out / marker['dataset_folder']}")
     if marker["layout"] in ("s4", "ms3") and not marker["rules"]["write_pickles"]:

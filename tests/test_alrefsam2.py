@@ -437,6 +437,13 @@ def test_config_errors_name_the_key(models: dict[str, Path]) -> None:
         build_labeler({**base, "mode": "nope"})
     with pytest.raises(ComponentConfigError, match="labeler.categories"):
         build_labeler({**base, "llm": {"name": "openai"}, "categories": "all"})
+    # numbers: a value that is not one, or out of range, is named before any clip is labelled
+    with pytest.raises(ComponentConfigError, match="labeler.strip.max_frames must be an integer, got 'abc'"):
+        build_labeler({**base, "llm": {"name": "openai"}, "strip": {"max_frames": "abc"}})
+    with pytest.raises(ComponentConfigError, match="labeler.tag_window_s must be a number, got 'x'"):
+        build_labeler({**base, "llm": {"name": "openai"}, "tag_window_s": "x"})
+    with pytest.raises(ComponentConfigError, match="labeler.strip.gap must be >= 0 pixels, got -5"):
+        build_labeler({**base, "llm": {"name": "openai"}, "strip": {"gap": -5}})
 
 
 def alref_config(models: dict[str, Path], **changes: Any) -> dict[str, Any]:

@@ -267,11 +267,16 @@ def test_marker_names_labeler_and_scrubs_secrets(data: dict[str, Path], tmp_path
     assert "name: test_lite" in marker["labeler_config"]["pseudolabel_config.yaml"]
     assert SECRET not in (out / MARKER).read_text()
     assert marker["items_exported"] == 5 and list(marker["skipped"]) == ["short"]
-    # an earlier export is replaced; a rerun leaves no temporary folder
-    (out / "stale.txt").write_text("old")
+    # an earlier export is replaced whole; a rerun leaves no temporary folder
+    (out / "Single-source" / "stale.txt").write_text("old")
     export_store(data["s4"], out, "s4")
-    assert not (out / "stale.txt").exists() and (out / MARKER).is_file()
+    assert not (out / "Single-source" / "stale.txt").exists() and (out / MARKER).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s4"]
+    # but not when the folder holds anything else: refused, nothing deleted
+    (out / "my_model.ckpt").write_text("keep me")
+    with pytest.raises(ExportError, match=r"holds an earlier export but also \['my_model.ckpt'\]"):
+        export_store(data["s4"], out, "ms3")
+    assert (out / "my_model.ckpt").read_text() == "keep me" and (out / "Single-source").is_dir()
 
 
 def test_errors_name_the_problem(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -288,4 +293,10 @@ def test_errors_name_the_problem(data: dict[str, Path], tmp_path: Path, capsys: 
     assert str(busy) in err and "not empty" in err
     assert main([f"store={data['s4']}", "layout=s4"]) == 2
     assert "out" in capsys.readouterr().err
+    assert main([f"store={data['s4']}", f"out={tmp_path / 'o'}", "layout=s4", "jpeg_quality=abc"]) == 2
+    assert "error: jpeg_quality must be an integer >= 1, got 'abc'" in capsys.readouterr().err
+    # a mistyped option holding a key: Hydra's message repeats the value, the error line does not
+    assert main([f"store={data['s4']}", f"out={tmp_path / 'o'}", "layout=s4", f"apikey={SECRET}"]) == 2
+    err = capsys.readouterr().err
+    assert "Could not override 'apikey'" in err and SECRET not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

@@ -181,6 +181,16 @@ def test_cli_labels_an_avsbench_split_into_a_valid_store(models, s4_root: Path, 
     assert sum(1 for _ in (out / "manifest.jsonl").open()) == 4
 
 
+def test_a_run_whose_every_clip_fails_exits_1(models, s4_root: Path, tmp_path: Path, capsys) -> None:
+    down = ["llm=openai", "labeler.llm.base_url=http://127.0.0.1:9/v1", "+labeler.llm.max_retries=0"]  # nothing listens
+    args = ["labeler=openavs_lite", "input=avsbench", "data=avsbench_s4", f"data.root={s4_root}", "split=test",
+            f"output={tmp_path / 'store'}", *down, "progress=false", *model_overrides(models)]
+    assert label_main(args) == 1
+    assert "every clip of this run failed (4)" in capsys.readouterr().err
+    records = load_records(tmp_path / "store")
+    assert len(records) == 4 and not any(r["status"] == "ok" for r in records.values())
+
+
 def test_llm_stage_with_a_local_server_silent_frames_tokens_and_cache(models, s4_root, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server = ChatServer(silent=(2,))
@@ -494,6 +504,12 @@ def test_evaluate_scores_a_store_against_ground_truth(
     first = reader[0]
     partial.write(first, first.masks)
     assert evaluate_main([f"store={tmp_path / 'partial'}", "data=avsbench_s4", f"data.root={s4_root}"]) == 2
+    (tmp_path / "a_file").write_text("x")  # out= that cannot be written: refused before scoring
+    capsys.readouterr()
+    assert evaluate_main([f"store={tmp_path / 'perfect'}", "data=avsbench_s4", f"data.root={s4_root}", "split=test",
+                          f"out={tmp_path / 'a_file' / 'm.json'}"]) == 2
+    err = capsys.readouterr().err
+    assert "a_file is a file" in err and "scoring" not in err
     assert evaluate_main([f"store={tmp_path / 'partial'}", "data=avsbench_s4", f"data.root={s4_root}", "missing=skip"]) == 0
     skipped = json.loads((tmp_path / "partial" / "metrics.json").read_text())
     assert skipped["clips_scored"] == 1 and skipped["metrics"]["miou_avsbench"] == pytest.approx(1.0, abs=1e-6)

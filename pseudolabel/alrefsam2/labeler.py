@@ -76,6 +76,17 @@ def avsbench_objects() -> list[str]:
     return sorted({*names, "helicopter"})
 
 
+def _number(value: Any, key: str, kind: type) -> Any:
+    """``kind(value)`` (int or float) or a LabelerConfigError naming ``key``."""
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise LabelerConfigError(f"{key} must be {what}, got {value!r}") from None
+
+
 def tag_windows(num_samples: int, window: int) -> list[tuple[int, int]]:
     """``(start, stop)`` sample ranges splitting a wave of ``num_samples`` into ``ceil(num_samples / window)``
     near-equal pieces (the first ones one sample longer where it does not divide), none longer than
@@ -203,7 +214,9 @@ class ALRefSAM2Labeler:
                 f"labeler.strip.max_frames must be >= 1 and labeler.tag_window_s > 0, got {strip_frames}, {tag_window_s}"
             )
         if strip_height is not None and int(strip_height) < 8:
-            raise LabelerConfigError(f"labeler.strip_height must be >= 8 pixels or null, got {strip_height}")
+            raise LabelerConfigError(f"labeler.strip.frame_height must be >= 8 pixels or null, got {strip_height}")
+        if int(strip_gap) < 0:
+            raise LabelerConfigError(f"labeler.strip.gap must be >= 0 pixels, got {strip_gap}")
         self.name = name
         self.mode = "alrefsam2"
         self.taggers = list(taggers)
@@ -262,14 +275,15 @@ class ALRefSAM2Labeler:
             grounder=build("grounder", cfg["grounder"], "labeler.grounder"),
             video_segmenter=build("video_segmenter", cfg["video_segmenter"], "labeler.video_segmenter"),
             gate=build("gate", cfg["gate"], "labeler.gate") if cfg.get("gate") else None,
-            num_tags=int(cfg.get("num_tags", 5)),
+            num_tags=_number(cfg.get("num_tags", 5), "labeler.num_tags", int),
             categories=cfg.get("categories", "auto"),
             several=bool(cfg.get("several", True)),
-            max_boxes=int(cfg.get("max_boxes", 3)),
-            strip_height=strip.get("frame_height"),
-            strip_gap=int(strip.get("gap", 4)),
-            strip_frames=int(strip.get("max_frames", 10)),
-            tag_window_s=float(cfg.get("tag_window_s", 10.0)),
+            max_boxes=_number(cfg.get("max_boxes", 3), "labeler.max_boxes", int),
+            strip_height=None if strip.get("frame_height") is None
+            else _number(strip["frame_height"], "labeler.strip.frame_height", int),
+            strip_gap=_number(strip.get("gap", 4), "labeler.strip.gap", int),
+            strip_frames=_number(strip.get("max_frames", 10), "labeler.strip.max_frames", int),
+            tag_window_s=_number(cfg.get("tag_window_s", 10.0), "labeler.tag_window_s", float),
             reference_prompt=cfg.get("reference_prompt"),
             box_prompt=cfg.get("box_prompt"),
             semantic=cfg.get("semantic"),
