@@ -438,7 +438,14 @@ def export_store(
     try:
         for item in tqdm(items, desc=f"exporting {layout}", unit="clip", disable=not progress):
             if loaded is None or loaded[0] != item.record["id"]:
-                loaded = (item.record["id"], labels[index[item.record["id"]]])
+                try:
+                    loaded = (item.record["id"], labels[index[item.record["id"]]])
+                except ClipError as exc:
+                    raise ExportError(
+                        f"store={store_root}: clip {item.record['id']!r} cannot be read ({exc}); nothing was written. "
+                        "Relabel it (remove its line from the manifest and rerun the labeler on the same output) "
+                        "or export from a store without it"
+                    ) from None
             clip = loaded[1]
             span = slice(item.start, item.start + item.length)
             if semantic:

@@ -300,3 +300,14 @@ def test_errors_name_the_problem(data: dict[str, Path], tmp_path: Path, capsys: 
     err = capsys.readouterr().err
     assert "Could not override 'apikey'" in err and SECRET not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+    # a clip whose mask file is gone: named with what to do, and nothing is written
+    import shutil
+
+    broken = tmp_path / "broken_store"
+    shutil.copytree(data["ms3"], broken)
+    first = sorted(p for p in (broken / "masks").iterdir())[0]
+    next(first.iterdir()).unlink()
+    assert main([f"store={broken}", f"out={tmp_path / 'o'}", "layout=ms3"]) == 2
+    err = capsys.readouterr().err
+    assert f"clip {first.name!r} cannot be read" in err and "Relabel it" in err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.partial"))
