@@ -329,6 +329,8 @@ class Component:
 
     name: ClassVar[str]
     source_key: ClassVar[str] = "model"  # the option that says where the weights are (named in load errors)
+    # what that option takes, in load errors (SOURCE_HINT: "the downloaded weights (or a reachable Hub id)")
+    source_hint: ClassVar[str | None] = None
 
     def load(self) -> None:
         """Load every model of the component now."""
@@ -514,6 +516,9 @@ class ComponentLoadError(ComponentConfigError):
     """A component's model could not be loaded (not on disk, wrong id, no hub access)."""
 
 
+SOURCE_HINT = "the downloaded weights (or a reachable Hub id)"  # what a source_key takes (load errors)
+
+
 def load_all(components: Sequence[Any]) -> None:
     """Load every component's models now; the first that fails raises :class:`ComponentLoadError` naming
     its config key and source, in one line, and which key to set."""
@@ -522,12 +527,19 @@ def load_all(components: Sequence[Any]) -> None:
             component.load()
         except Exception as exc:  # noqa: BLE001 - reported in one line with the key to change
             key = getattr(component, "config_key", type(component).__name__)
-            sources = [h.source for h in _holders(component) if isinstance(h, LazyModel)]
-            what = f" {sources[0]!r}" if sources else ""
+            # The option that failed and what it takes: the exception's own source_key / source_hint when a
+            # component reads more than one source (Pengi's gpt2 / clip), else the component's.
+            option = getattr(exc, "source_key", None)
+            hint = getattr(exc, "source_hint", None) or getattr(component, "source_hint", None) or SOURCE_HINT
+            if option:
+                what = f" its {option}"
+            else:
+                option = getattr(component, "source_key", "model")
+                sources = [h.source for h in _holders(component) if isinstance(h, LazyModel)]
+                what = f" {sources[0]!r}" if sources else ""
             first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise ComponentLoadError(
-                f"{key}: could not load{what} ({type(exc).__name__}: {first}); set "
-                f"{key}.{getattr(component, 'source_key', 'model')}= to the downloaded weights (or a reachable Hub id)"
+                f"{key}: could not load{what} ({type(exc).__name__}: {first}); set {key}.{option}= to {hint}"
             ) from None
 
 

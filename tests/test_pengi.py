@@ -131,6 +131,33 @@ def test_checkpoint_files_are_read_weights_only_and_bad_ones_named(tmp_path: Pat
     torch.save({"model": {"a.weight": [1, 2]}}, tmp_path / "lists.pth")
     with pytest.raises(ValueError, match=r"lists\.pth holds no state dict"):
         read_checkpoint(tmp_path / "lists.pth")
+    # a pickled class: torch's reason is kept, its advice to retry with weights_only=False is not
+    from fractions import Fraction
+
+    torch.save({"model": state, "x": Fraction(1, 2)}, tmp_path / "pickled.pth")
+    with pytest.raises(ValueError) as info:
+        read_checkpoint(tmp_path / "pickled.pth")
+    message = str(info.value)
+    assert "pickled.pth cannot be read as a weights-only torch checkpoint" in message
+    assert "fractions.Fraction was not an allowed global" in message and "\n" not in message
+    assert "weights_only` set to `False" not in message and "add_safe_globals" not in message
+    assert "set to `False" not in str(pytest.raises(ValueError, read_checkpoint, tmp_path / "text.pth").value)
+
+
+def test_a_missing_gpt2_config_names_labeler_alm_pengi_gpt2_not_weights(tmp_path: Path) -> None:
+    from pseudolabel.components import ComponentLoadError, load_all
+
+    files = save_user_files(tiny_model(), tmp_path)  # a readable checkpoint: the gpt2 / clip folder is what fails
+    missing = str(tmp_path / "nothing")
+    for option, given in (("gpt2", {"gpt2": missing}), ("clip", {"gpt2": str(files["gpt2"]), "clip": missing})):
+        describer = PengiDescriber(weights=files["weights"], **given)
+        describer.config_key = "labeler.alm.pengi"
+        with pytest.raises(ComponentLoadError) as info:
+            load_all([describer])
+        message = str(info.value)
+        assert f"labeler.alm.pengi: could not load its {option} (FileNotFoundError: Pengi {option}=" in message
+        assert f"set labeler.alm.pengi.{option}= to a local directory" in message
+        assert "pengi.weights" not in message and "\n" not in message
 
 
 # --- audio ---------------------------------------------------------------------------------------------

@@ -330,11 +330,21 @@ def _hf_config(kind: str, source: str | os.PathLike[str]) -> Any:
     try:
         return cls.from_pretrained(str(source))
     except OSError as exc:
-        raise FileNotFoundError(
+        raise _source_error(
+            kind,
             f"Pengi {kind}={str(source)!r}: no {cls.__name__} there (give a local directory holding config.json and "
             f"the tokenizer files of {'gpt2' if kind == 'gpt2' else 'openai/clip-vit-base-patch16'}, or a Hub id "
-            f"that is in the local cache): {exc}"
+            f"that is in the local cache): {exc}",
         ) from None
+
+
+def _source_error(kind: str, message: str) -> FileNotFoundError:
+    """A ``FileNotFoundError`` naming the option that failed (``gpt2`` / ``clip``), not ``weights``, in the
+    component's load error (``source_key`` / ``source_hint``, read by :func:`pseudolabel.components.load_all`)."""
+    error = FileNotFoundError(message)
+    error.source_key = kind  # type: ignore[attr-defined]
+    error.source_hint = "a local directory holding them (or a Hub id in the local cache)"  # type: ignore[attr-defined]
+    return error
 
 
 def load_tokenizer(kind: str, source: str | os.PathLike[str]) -> Any:
@@ -344,7 +354,7 @@ def load_tokenizer(kind: str, source: str | os.PathLike[str]) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source))
     except OSError as exc:
-        raise FileNotFoundError(f"Pengi {kind}={str(source)!r}: cannot load its tokenizer: {exc}") from None
+        raise _source_error(kind, f"Pengi {kind}={str(source)!r}: cannot load its tokenizer: {exc}") from None
     if kind == "gpt2":
         tokenizer.add_special_tokens({"pad_token": "!"})
     return tokenizer
@@ -362,11 +372,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a pickle error of any kind: name the file
-            raise ValueError(f"Pengi weights: {path} cannot be read as a weights-only torch checkpoint: {exc}") from None
+            raise ValueError(
+                f"Pengi weights: {path} cannot be read as a weights-only torch checkpoint ({unpickling_reason(exc)}); "
+                "give the original base.pth or base_no_text_enc.pth"
+            ) from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"Pengi weights: {path} holds no state dict (expected {{'model': {{name: tensor}}}})")
     return dict(state)
+
+
+def unpickling_reason(exc: BaseException) -> str:
+    """The reason ``torch.load(weights_only=True)`` gave, without torch's advice to retry with
+    ``weights_only=False`` (unsafe for a downloaded file) or to allowlist the class."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        tail = text.split("WeightsUnpickler error:", 1)[1].strip()
+        return tail.splitlines()[0].split(". ")[0].rstrip(".") if tail else "not a weights-only torch checkpoint"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return "not a weights-only torch checkpoint" if "weights_only" in first or "Weights only" in first else first
 
 
 def build_model(config: PengiConfig, gpt2_config: Any, clip_config: Any = None) -> PengiModel:
