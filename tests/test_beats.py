@@ -21,6 +21,7 @@ from pseudolabel.alm.beats import (
     beats_config,
     kaldi_fbank,
 )
+from pseudolabel.components import ComponentLoadError, load_all
 
 torch = pytest.importorskip("torch")
 
@@ -144,9 +145,26 @@ def test_bad_checkpoints_are_refused_with_the_file_named(tmp_path: Path) -> None
                                          r"\(.*argparse.Namespace"):
         BEATs.from_pretrained(pickled)
     bare = tmp_path / "bare.pt"
-    torch.save(tiny().state_dict(), bare)
-    with pytest.raises(ValueError, match=r"bare.pt: a BEATs checkpoint is a dict with 'cfg', 'model'"):
+    state = tiny().state_dict()
+    torch.save(state, bare)
+    with pytest.raises(ValueError) as info:
         BEATs.from_pretrained(bare)
+    # a bare state dict is named as such, with at most 5 of its keys
+    message = str(info.value)
+    assert message.startswith(f"{bare}: a bare state dict (") and "{'cfg', 'model', 'label_dict'}" in message
+    assert sum(repr(key) in message for key in state) == 5 and f"... ({len(state)} keys)" in message
+    torch.save({"weights": state, "epoch": 3}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other.pt: a BEATs checkpoint is a dict with 'cfg', 'model' .*found "
+                                         r"\['epoch', 'weights'\]"):
+        BEATs.from_pretrained(tmp_path / "other.pt")
+    # through the component: the hint names the local checkpoint, not a Hub id (BEATs reads local files only)
+    tagger = create_alm("beats", model=str(bare))
+    tagger.config_key = "labeler.alm.beats"
+    with pytest.raises(ComponentLoadError) as info:
+        load_all([tagger])
+    message = str(info.value)
+    assert "a bare state dict" in message and "Hub" not in message
+    assert message.endswith("set labeler.alm.beats.model= to the downloaded BEATs checkpoint (a .pt file, or a folder holding one)")
     short = tmp_path / "short.pt"
     write_checkpoint(short, tiny(), {0: "/m/09x0r"})
     with pytest.raises(ValueError, match=r"short.pt: label_dict has no id for outputs \[1, 2"):

@@ -397,8 +397,19 @@ def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str,
         reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
         raise ValueError(f"{path}: not a BEATs checkpoint readable with weights_only=True ({reason})") from None
     if not isinstance(checkpoint, Mapping) or not {"cfg", "model"} <= set(checkpoint):
-        found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-        raise ValueError(f"{path}: a BEATs checkpoint is a dict with 'cfg', 'model' (and 'label_dict'), found {found}")
+        if not isinstance(checkpoint, Mapping):
+            raise ValueError(
+                f"{path}: a BEATs checkpoint is a dict with 'cfg', 'model' (and 'label_dict'), found a "
+                f"{type(checkpoint).__name__}"
+            )
+        keys = sorted(map(str, checkpoint))
+        shown = ", ".join(map(repr, keys[:5])) + (f", ... ({len(keys)} keys)" if len(keys) > 5 else "")
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            raise ValueError(
+                f"{path}: a bare state dict ({shown}); BEATs needs the original checkpoint "
+                "{'cfg', 'model', 'label_dict'} (microsoft/unilm beats/), which holds the model config and labels too"
+            )
+        raise ValueError(f"{path}: a BEATs checkpoint is a dict with 'cfg', 'model' (and 'label_dict'), found [{shown}]")
     if not isinstance(checkpoint["model"], Mapping):
         raise ValueError(f"{path}: 'model' must be a state dict, got {type(checkpoint['model']).__name__}")
     return dict(checkpoint)
@@ -438,6 +449,7 @@ class BEATsAudioTagger(AudioTagger):
 
     takes_prompts = False
     source_key = "model"
+    source_hint = "the downloaded BEATs checkpoint (a .pt file, or a folder holding one)"  # local files only
 
     def __init__(
         self,
