@@ -82,6 +82,17 @@ def test_the_released_one_based_label2idx_reads_in_its_order(tmp_path: Path) -> 
     path.write_text(json.dumps({"background": 2, "drum": 3}))
     with pytest.raises(ClipError, match=r"label2idx.json: the class indices must be 0..1 or 1..2"):
         read_label2idx(path)
+    # not an object {name: index}: the message starts with the file and says what it found
+    for content, found in (([1, 2, 3], "found a list"), ('"x"', "found a string"), ("{", "unreadable label2idx"),
+                           ({"background": 0, "drum": "one"}, "integer indices, found 'drum': 'one'")):
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        with pytest.raises(ClipError) as info:
+            read_label2idx(path)
+        assert str(info.value).startswith(f"{path}: ") and found in str(info.value), str(info.value)
+    path.write_text("[1, 2, 3]")
+    assert str(pytest.raises(ClipError, read_label2idx, path).value) == (
+        f"{path}: label2idx must be a JSON object {{name: index}}, found a list"
+    )
 
 
 def test_paint_lets_the_higher_scoring_box_win() -> None:
