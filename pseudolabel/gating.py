@@ -178,7 +178,7 @@ class EnergyClapGate(Component):
 
     Args:
         model: CLAP Hub id or local directory (default ``laion/clap-htsat-unfused``).
-        silence_db: seconds whose RMS level is below this (dBFS) sound for no category.
+        silence_db: seconds whose RMS level is below this (dBFS, at most 0) sound for no category.
         min_similarity: a category sounds in a second when the cosine similarity of the second's CLAP audio
             embedding and its text embedding is at least this; None: no absolute threshold.
         max_gap: also require the similarity to be at most this below the second's best category (>= 0;
@@ -208,6 +208,11 @@ class EnergyClapGate(Component):
 
         if isinstance(silence_db, bool) or not isinstance(silence_db, (int, float)) or not math.isfinite(silence_db):
             raise ValueError(f"silence_db must be a finite level in dBFS (e.g. -50), got {silence_db!r}")
+        if silence_db > 0:
+            raise ValueError(
+                f"silence_db is an RMS level in dBFS, at most 0 (full scale; e.g. -50), got {silence_db!r}: no audio is "
+                "that loud, so every second would count as silent"
+            )
         if min_similarity is not None and not -1.0 <= float(min_similarity) <= 1.0:
             raise ValueError(f"min_similarity is a cosine similarity in [-1, 1] (or null), got {min_similarity!r}")
         if max_gap is not None and not 0.0 <= float(max_gap) <= 2.0:

@@ -115,6 +115,9 @@ def test_gate_role_builds_from_config_and_refuses_bad_input() -> None:
     assert isinstance(gate, EnergyClapGate) and gate.silence_db == -40.0
     with pytest.raises(ValueError, match="silence_db"):
         EnergyClapGate(silence_db="loud")
+    with pytest.raises(ValueError, match=r"silence_db is an RMS level in dBFS, at most 0 .*got 20: .*every second"):
+        build("gate", {"name": "energy_clap", "silence_db": 20})
+    assert EnergyClapGate(silence_db=0, min_similarity=None).silence_db == 0.0
     with pytest.raises(ValueError, match="min_similarity"):
         EnergyClapGate(min_similarity=2.0)
     with pytest.raises(ValueError, match="exactly one"):
