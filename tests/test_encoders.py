@@ -96,6 +96,15 @@ def test_read_checkpoint_errors_name_the_file(tmp_path) -> None:
     torch.save([torch.zeros(1)], path)
     with pytest.raises(ValueError, match="list.pth"):
         read_checkpoint(path)
+    # a checkpoint with a pickled class: torch's reason, not its advice to load it unsafely
+    from fractions import Fraction
+
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": Fraction(1, 2)}, tmp_path / "pickled.pth")
+    with pytest.raises(ValueError) as info:
+        read_checkpoint(tmp_path / "pickled.pth")
+    message = str(info.value)
+    assert "pickled.pth" in message and "fractions.Fraction" in message and "\n" not in message
+    assert "weights_only` set to `False" not in message and "add_safe_globals" not in message
 
 
 # ---------------------------------------------------------------- PVT-v2-B5

@@ -34,13 +34,24 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have many types; re-raise with the file name
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise ValueError(f"cannot read checkpoint {path}: {unpickling_reason(exc)}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
             obj = obj[wrapper]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"checkpoint {path} is not a state dict (a mapping of names to tensors)")
     return dict(obj)
+
+
+def unpickling_reason(exc: BaseException) -> str:
+    """The reason ``torch.load(weights_only=True)`` gave, without torch's advice to retry with
+    ``weights_only=False`` (unsafe for a downloaded file) or to allowlist the class."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        tail = text.split("WeightsUnpickler error:", 1)[1].strip()
+        return tail.splitlines()[0].split(". ")[0].rstrip(".") if tail else "not a weights-only torch checkpoint"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return "not a weights-only torch checkpoint" if "weights_only" in first or "Weights only" in first else first
 
 
 def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -185,4 +196,5 @@ __all__ = [
     "read_checkpoint",
     "rename_keys",
     "strip_module_prefix",
+    "unpickling_reason",
 ]

@@ -393,9 +393,11 @@ def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str,
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
-        raise ValueError(f"{path}: not a BEATs checkpoint readable with weights_only=True ({reason})") from None
+        from backbones.encoders import unpickling_reason
+
+        raise ValueError(
+            f"{path}: not a BEATs checkpoint readable with weights_only=True ({unpickling_reason(exc)})"
+        ) from None
     if not isinstance(checkpoint, Mapping) or not {"cfg", "model"} <= set(checkpoint):
         if not isinstance(checkpoint, Mapping):
             raise ValueError(

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backbones.encoders import unpickling_reason
 from pseudolabel.alm.pengi.htsat import HTSAT, PENGI_HTSAT, HTSATConfig
 
 CONFIGS = ("base", "base_no_text_enc")
@@ -380,17 +381,6 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"Pengi weights: {path} holds no state dict (expected {{'model': {{name: tensor}}}})")
     return dict(state)
-
-
-def unpickling_reason(exc: BaseException) -> str:
-    """The reason ``torch.load(weights_only=True)`` gave, without torch's advice to retry with
-    ``weights_only=False`` (unsafe for a downloaded file) or to allowlist the class."""
-    text = str(exc)
-    if "WeightsUnpickler error:" in text:
-        tail = text.split("WeightsUnpickler error:", 1)[1].strip()
-        return tail.splitlines()[0].split(". ")[0].rstrip(".") if tail else "not a weights-only torch checkpoint"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return "not a weights-only torch checkpoint" if "weights_only" in first or "Weights only" in first else first
 
 
 def build_model(config: PengiConfig, gpt2_config: Any, clip_config: Any = None) -> PengiModel:
