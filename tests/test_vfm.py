@@ -419,6 +419,12 @@ def test_sam2_official_loads_metas_checkpoint_layout_strictly(tmp_path: Path) ->
     for found, wanted in zip(load(checkpoint).segment(images, boxes), expected):
         np.testing.assert_array_equal(found, wanted)
 
+    from fractions import Fraction
+
+    torch.save({"model": state, "x": Fraction(1, 2)}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match=r"pickled.pt cannot be read with weights_only=True \(.*Fraction") as unsafe:
+        load(tmp_path / "pickled.pt").segment(images, boxes)
+    assert "set to `False" not in str(unsafe.value)
     torch.save(state, tmp_path / "bare.pt")
     with pytest.raises(KeyError, match="bare.pt is not a SAM 2 checkpoint: it has no 'model' entry"):
         load(tmp_path / "bare.pt").segment(images, boxes)
