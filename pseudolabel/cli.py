@@ -114,12 +114,29 @@ def compose(config_name: str, args: list[str]) -> DictConfig:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name=f"pseudolabel/{config_name}", overrides=overrides)
     except HydraException as exc:
-        raise CLIError(" ".join(str(exc).split())) from None
+        message = " ".join(str(exc).split())
+        bad = _unparsable(overrides)
+        if bad is not None and repr(bad) not in message:  # Hydra's grammar errors do not always name the argument
+            message = f"argument {bad!r}: {message}"
+        raise CLIError(message) from None
     with open_dict(cfg):
         # paths.output_dir is ${hydra:runtime.output_dir}, which only @hydra.main sets.
         if "paths" in cfg:
             cfg.paths.output_dir = cfg.get("output") or cfg.get("store") or "."
     return cfg
+
+
+def _unparsable(overrides: list[str]) -> str | None:
+    """The first override Hydra's grammar rejects, if any."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except Exception:  # noqa: BLE001 - any parse error marks the argument
+            return override
+    return None
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

@@ -295,6 +295,8 @@ def test_errors_name_the_problem(data: dict[str, Path], tmp_path: Path, capsys: 
     assert "out" in capsys.readouterr().err
     assert main([f"store={data['s4']}", f"out={tmp_path / 'o'}", "layout=s4", "jpeg_quality=abc"]) == 2
     assert "error: jpeg_quality must be an integer >= 1, got 'abc'" in capsys.readouterr().err
+    assert main([f"store={data['s4']}", f"out={tmp_path / 'o'}", "layout=s4", "jpeg_quality=[1"]) == 2
+    assert "error: argument 'jpeg_quality=[1': " in capsys.readouterr().err  # Hydra's grammar error names it
     # a mistyped option holding a key: Hydra's message repeats the value, the error line does not
     assert main([f"store={data['s4']}", f"out={tmp_path / 'o'}", "layout=s4", f"apikey={SECRET}"]) == 2
     err = capsys.readouterr().err
