@@ -148,7 +148,12 @@ def run(cfg_node: Any) -> dict[str, Any]:
     )
     # Models load before anything is written, so a model that is not on disk stops the job with exit 2 and
     # an untouched store; a store with nothing left to do loads none.
-    writer = StoreWriter(output, **options) if output.exists() else None
+    if output.exists():
+        check_resume(output, options)  # before the writer touches the store
+    try:
+        writer = StoreWriter(output, **options) if output.exists() else None
+    except ValueError as exc:  # e.g. the store's label2idx.json lists other classes than labeler.semantic
+        raise CLIError(f"output={output}: {exc}") from None
     if writer is not None:
         pending = writer.pending(source.ids)
     else:
@@ -183,6 +188,35 @@ def run(cfg_node: Any) -> dict[str, Any]:
     _atomic_text(writer, f"summary{_suffix(shard)}.json", json.dumps(scrub_secrets(summary), indent=2) + "\n")
     writer.close()
     return summary
+
+
+def check_resume(output: Path, options: dict[str, Any]) -> None:
+    """A run resuming the store ``output`` with the writer ``options``: refuse to mix class-map and binary-only
+    clips in it (a semantic read needs every clip's class maps), and warn about clips labelled with other
+    settings, which are kept."""
+    from collections import Counter
+
+    from openavs_st.data.store import config_hash, is_ok, load_records
+
+    done = [rec for rec in load_records(output).values() if is_ok(rec)]
+    with_classes = sum("classes" in rec for rec in done)
+    if options["class_names"] is None and with_classes:
+        raise CLIError(
+            f"output={output} holds class maps ({with_classes} clips labelled with labeler.semantic): label it "
+            "with the same labeler.semantic, or into a new store"
+        )
+    if options["class_names"] is not None and with_classes < len(done):
+        raise CLIError(
+            f"output={output} holds {len(done) - with_classes} clips with binary masks only: labeler.semantic "
+            "needs a store of its own (a new output=)"
+        )
+    this = (options["labeler"], config_hash(options["config"]))
+    other = Counter((rec.get("labeler"), rec.get("config_hash")) for rec in done)
+    other.pop(this, None)
+    if other:
+        settings = ", ".join(f"{count} by {name} ({digest})" for (name, digest), count in other.most_common(3))
+        log.warning("output=%s: %d clips were labelled with other settings (%s) and are kept as they are; label "
+                    "into a new store to use only this run's settings", output, sum(other.values()), settings)
 
 
 def main(argv: list[str] | None = None) -> int:

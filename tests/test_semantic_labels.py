@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -118,6 +119,10 @@ def test_store_keeps_class_maps_and_refuses_mixed_sets(tmp_path: Path) -> None:
         with pytest.raises(ClipError, match="class ids must be in 0..70"):
             w.write(Clip("d", clip.frames, None, None), classes > 0, classes=classes + 71)
     assert read_label2idx(tmp_path / "s" / "label2idx.json") == list(AVSS_CLASSES)
+    stale = tmp_path / "s" / "classes" / "c" / ".1.png.shard0of1.k1ll3d.tmp"  # what a killed writer leaves
+    stale.write_bytes(b"half a png")
+    with StoreWriter(tmp_path / "s", labeler="t", class_names=AVSS_CLASSES):
+        assert not stale.exists()
     (got,) = PseudoLabelStore(tmp_path / "s", semantic=True)
     np.testing.assert_array_equal(got.masks, classes)
     (binary,) = PseudoLabelStore(tmp_path / "s")
@@ -160,7 +165,7 @@ def test_train_refuses_a_semantic_read_of_a_binary_store_before_building_anythin
 
 
 @pytest.fixture(scope="module")
-def semantic_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def semantic_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The synthetic AVSS train split labelled by ``labeler=clip_label labeler.semantic=<its label2idx.json>``
     with the offline cam grounder + GrabCut (real EfficientNet-Lite0 weights): every shape class is asked for as
     a "dog", so boxes come out, and each box gets the class of the name it was asked for."""
@@ -179,7 +184,26 @@ def semantic_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "+labeler.class_prompts.circle=dog", "+labeler.class_prompts.square=dog",
             "+labeler.class_prompts.triangle=dog", "progress=false"]
     assert label_main(args) == 0
-    return {"synth": synth, "store": out, "label2idx": label2idx}
+    return {"synth": synth, "store": out, "label2idx": label2idx, "args": args}
+
+
+def test_a_rerun_cannot_mix_class_map_and_binary_clips_in_a_store(
+    semantic_store: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from openavs_st.data.clip import Clip
+    from pseudolabel.__main__ import main as label_main
+
+    store, args = semantic_store["store"], semantic_store["args"]
+    before = sorted(p.relative_to(store).as_posix() for p in store.rglob("*"))
+    assert label_main([a for a in args if not a.startswith("labeler.semantic=")]) == 2
+    assert "holds class maps (3 clips labelled with labeler.semantic)" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    with StoreWriter(plain, labeler="t") as w:
+        w.write(Clip("c", np.zeros((2, 8, 8, 3), np.uint8), None, None), np.ones((2, 8, 8), bool))
+    assert label_main([f"output={plain}" if a.startswith("output=") else a for a in args]) == 2
+    assert "holds 1 clips with binary masks only" in capsys.readouterr().err
+    assert not (plain / "label2idx.json").exists()  # refused before the store was touched
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) == before
 
 
 def test_clip_label_writes_the_class_of_each_clips_names(semantic_store: dict[str, Path]) -> None:

@@ -116,9 +116,10 @@ STALE_READER_TMP_S = 600.0  # a reader's temporary file this old was left by a k
 
 def remove_temporaries(root: Path, tag: str, *, min_age_s: float = 0.0) -> None:
     """Delete the temporary files tagged ``tag`` (:func:`atomic_write`) in a store's root and under frames/,
-    masks/ and audio/ that are at least ``min_age_s`` old: what a killed writer (or reader) left."""
+    masks/, classes/ and audio/ that are at least ``min_age_s`` old: what a killed writer (or reader) left."""
     pattern = f".*.{tag}.*.tmp"
-    found = [*root.glob(pattern), *(p for sub in ("frames", "masks", "audio") for p in (root / sub).rglob(pattern))]
+    subs = ("frames", "masks", "classes", "audio")
+    found = [*root.glob(pattern), *(p for sub in subs for p in (root / sub).rglob(pattern))]
     now = time.time()
     for tmp in found:
         try:
