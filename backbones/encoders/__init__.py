@@ -31,10 +31,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors have many types; re-raise with the file name
-        raise ValueError(f"cannot read checkpoint {path}: {unpickling_reason(exc)}") from None
+    obj = load_weights_only(path, "checkpoint")
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
             obj = obj[wrapper]
@@ -43,7 +40,17 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def unpickling_reason(exc: BaseException) -> str:
+def load_weights_only(path: str | Path, what: str, map_location: str = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a file torch cannot read that way is a ValueError naming
+    ``what`` and the file with torch's reason, never its advice to retry with ``weights_only=False`` (unsafe
+    for a downloaded file). The readers of released weights (backbones, BEATs, Pengi, SAM 2) go through here."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors have many types
+        raise ValueError(f"{what} {path} cannot be read as a weights-only torch checkpoint ({_unpickling_reason(exc)})") from None
+
+
+def _unpickling_reason(exc: BaseException) -> str:
     """The reason ``torch.load(weights_only=True)`` gave, without torch's advice to retry with
     ``weights_only=False`` (unsafe for a downloaded file) or to allowlist the class."""
     text = str(exc)
@@ -193,8 +200,8 @@ __all__ = [
     "build_visual_encoder",
     "check_preset",
     "load_state_dict_strict",
+    "load_weights_only",
     "read_checkpoint",
     "rename_keys",
     "strip_module_prefix",
-    "unpickling_reason",
 ]

@@ -378,9 +378,9 @@ def audioset_names() -> dict[str, str]:
 
 def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str, Any]:
     """An original BEATs checkpoint (``{"cfg", "model", "label_dict"}``) read with ``weights_only=True``."""
-    import pickle
-
     import torch
+
+    from backbones.encoders import load_weights_only
 
     path = Path(path).expanduser()
     if path.is_dir():
@@ -390,14 +390,7 @@ def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str,
         path = files[0]
     if not path.is_file():
         raise FileNotFoundError(f"BEATs checkpoint {str(path)!r} does not exist (download it from microsoft/unilm beats/)")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        from backbones.encoders import unpickling_reason
-
-        raise ValueError(
-            f"{path}: not a BEATs checkpoint readable with weights_only=True ({unpickling_reason(exc)})"
-        ) from None
+    checkpoint = load_weights_only(path, "BEATs checkpoint", map_location)
     if not isinstance(checkpoint, Mapping) or not {"cfg", "model"} <= set(checkpoint):
         if not isinstance(checkpoint, Mapping):
             raise ValueError(

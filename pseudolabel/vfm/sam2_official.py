@@ -127,17 +127,12 @@ def build_sam2_image_predictor(
 
 def load_sam2_checkpoint(model: Any, checkpoint: str | Path) -> None:
     """Load Meta's SAM 2 ``.pt`` (``{"model": state_dict}``) into ``model`` with a strict key check."""
-    import torch
+    from backbones.encoders import load_state_dict_strict, load_weights_only
 
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"SAM 2 checkpoint {path} does not exist")
-    from backbones.encoders import load_state_dict_strict, unpickling_reason
-
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - an unpickling error of any kind: name the file, not torch's advice
-        raise ValueError(f"SAM 2 checkpoint {path} cannot be read with weights_only=True ({unpickling_reason(exc)})") from None
+    content = load_weights_only(path, "SAM 2 checkpoint")
     if not isinstance(content, dict) or "model" not in content:
         keys = sorted(content)[:10] if isinstance(content, dict) else type(content).__name__
         raise KeyError(f"{path} is not a SAM 2 checkpoint: it has no 'model' entry (found {keys})")

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.encoders import unpickling_reason
+from backbones.encoders import load_weights_only
 from pseudolabel.alm.pengi.htsat import HTSAT, PENGI_HTSAT, HTSATConfig
 
 CONFIGS = ("base", "base_no_text_enc")
@@ -370,13 +370,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"base_no_text_enc.pth; {WEIGHTS_SOURCE})"
         )
     with torch.serialization.safe_globals([argparse.Namespace, collections.OrderedDict]):
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a pickle error of any kind: name the file
-            raise ValueError(
-                f"Pengi weights: {path} cannot be read as a weights-only torch checkpoint ({unpickling_reason(exc)}); "
-                "give the original base.pth or base_no_text_enc.pth"
-            ) from None
+        checkpoint = load_weights_only(path, "Pengi weights:")
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"Pengi weights: {path} holds no state dict (expected {{'model': {{name: tensor}}}})")
