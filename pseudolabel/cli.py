@@ -168,16 +168,6 @@ def missing_keys(node: Any, prefix: str = "") -> list[str]:
     return found
 
 
-def int_option(cfg: dict[str, Any], key: str, default: int, minimum: int | None = None) -> int:
-    """``cfg[key]`` (``default`` when absent or null) as an int, or a CLIError naming the key."""
-    value = cfg.get(key)
-    value = default if value is None else value
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        floor = f" >= {minimum}" if minimum is not None else ""
-        raise CLIError(f"{key} must be an integer{floor}, got {value!r}")
-    return value
-
-
 def error_line(exc: BaseException) -> str:
     """The ``error:`` line a CLI prints for a user error: one line, secrets scrubbed (Hydra repeats a mistyped
     override, ``api_key=...`` or a URL with a password included, in its message)."""

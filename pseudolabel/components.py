@@ -85,6 +85,22 @@ def positive_int(value: Any, what: str) -> int:
     return int(value)
 
 
+def config_number(value: Any, key: str, kind: type = int, minimum: float | None = None, default: Any = None) -> Any:
+    """A config option ``key`` as ``kind`` (int or float; ``default`` when it is null), at least ``minimum`` if
+    given, or a :class:`ComponentConfigError` naming the key."""
+    value = default if value is None else value
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (minimum is not None and number < minimum):
+        floor = f" >= {minimum}" if minimum is not None else ""
+        raise ComponentConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}{floor}, got {value!r}")
+    return number
+
+
 # --- lazy holders ---------------------------------------------------------------------------------
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from pseudolabel.cli import CLIError, int_option, run_entry
+from pseudolabel.cli import CLIError, run_entry
+from pseudolabel.components import config_number
 
 MISSING_POLICIES = ("error", "empty", "skip")
 BINARY_LOGIT = 1e4  # sigmoid(+1e4) == 1.0 and sigmoid(-1e4) == 0.0 in float32
@@ -145,7 +146,7 @@ def run(cfg: dict[str, Any]) -> int:
         raise CLIError(f"out={cfg.get('out')}: {path.parent} is a file, so {path.name} cannot be written in it")
     if path.is_dir():
         raise CLIError(f"out={cfg.get('out')}: {path} is a folder")
-    f_group_size = int_option(cfg, "f_group_size", 20, minimum=1)
+    f_group_size = config_number(cfg.get("f_group_size"), "f_group_size", minimum=1, default=20)
     result = evaluate_store(
         cfg["store"],
         str(data["name"]),

@@ -78,7 +78,8 @@ import numpy as np
 from PIL import Image
 
 from openavs_st.data.synthetic import write_csv
-from pseudolabel.cli import int_option, run_entry
+from pseudolabel.cli import run_entry
+from pseudolabel.components import config_number
 
 MARKER = "PSEUDO_LABELS.json"
 LAYOUTS = ("s4", "ms3", "avss")
@@ -519,9 +520,9 @@ def run(cfg: dict[str, Any]) -> int:
         write_pickles=cfg.get("write_pickles", False),
         resize=cfg.get("resize", "layout"),
         clip_length=str(cfg.get("clip_length") or "window"),
-        avss_class=int_option(cfg, "avss_class", 1),
+        avss_class=config_number(cfg.get("avss_class"), "avss_class", default=1),
         label2idx=cfg.get("label2idx"),
-        jpeg_quality=int_option(cfg, "jpeg_quality", 95, minimum=1),
+        jpeg_quality=config_number(cfg.get("jpeg_quality"), "jpeg_quality", minimum=1, default=95),
         progress=bool(cfg.get("progress", True)),
     )
     out = Path(str(cfg["out"])).expanduser()

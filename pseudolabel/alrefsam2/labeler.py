@@ -49,7 +49,7 @@ from openavs_st.data.audio import is_silent
 from pseudolabel.alrefsam2 import answers
 from pseudolabel.alrefsam2.chat import EndpointChat, VLMChat
 from pseudolabel.alrefsam2.strip import IMAGE_FORMATS, draw_strip
-from pseudolabel.components import ComponentConfigError, build, load_all, named_nodes
+from pseudolabel.components import ComponentConfigError, build, config_number, load_all, named_nodes
 from pseudolabel.labelers import LABELERS
 from pseudolabel.llm.strategies import load_prompt
 from pseudolabel.runner import ClipWork, Labels, load_clip
@@ -74,17 +74,6 @@ def avsbench_objects() -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.startswith("# --- AVSS"))
     names = [line.strip() for line in lines[start + 1 :] if line.strip() and not line.startswith("#")]
     return sorted({*names, "helicopter"})
-
-
-def _number(value: Any, key: str, kind: type) -> Any:
-    """``kind(value)`` (int or float) or a LabelerConfigError naming ``key``."""
-    try:
-        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-            raise ValueError(value)
-        return kind(value)
-    except (TypeError, ValueError):
-        what = "an integer" if kind is int else "a number"
-        raise LabelerConfigError(f"{key} must be {what}, got {value!r}") from None
 
 
 def tag_windows(num_samples: int, window: int) -> list[tuple[int, int]]:
@@ -275,15 +264,15 @@ class ALRefSAM2Labeler:
             grounder=build("grounder", cfg["grounder"], "labeler.grounder"),
             video_segmenter=build("video_segmenter", cfg["video_segmenter"], "labeler.video_segmenter"),
             gate=build("gate", cfg["gate"], "labeler.gate") if cfg.get("gate") else None,
-            num_tags=_number(cfg.get("num_tags", 5), "labeler.num_tags", int),
+            num_tags=config_number(cfg.get("num_tags", 5), "labeler.num_tags", int),
             categories=cfg.get("categories", "auto"),
             several=bool(cfg.get("several", True)),
-            max_boxes=_number(cfg.get("max_boxes", 3), "labeler.max_boxes", int),
+            max_boxes=config_number(cfg.get("max_boxes", 3), "labeler.max_boxes", int),
             strip_height=None if strip.get("frame_height") is None
-            else _number(strip["frame_height"], "labeler.strip.frame_height", int),
-            strip_gap=_number(strip.get("gap", 4), "labeler.strip.gap", int),
-            strip_frames=_number(strip.get("max_frames", 10), "labeler.strip.max_frames", int),
-            tag_window_s=_number(cfg.get("tag_window_s", 10.0), "labeler.tag_window_s", float),
+            else config_number(strip["frame_height"], "labeler.strip.frame_height", int),
+            strip_gap=config_number(strip.get("gap", 4), "labeler.strip.gap", int),
+            strip_frames=config_number(strip.get("max_frames", 10), "labeler.strip.max_frames", int),
+            tag_window_s=config_number(cfg.get("tag_window_s", 10.0), "labeler.tag_window_s", float),
             reference_prompt=cfg.get("reference_prompt"),
             box_prompt=cfg.get("box_prompt"),
             semantic=cfg.get("semantic"),
