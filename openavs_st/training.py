@@ -96,13 +96,10 @@ def check_store_classes(source: SourceSpec) -> None:
 
     # a folder that is not a store stays a ClipError (one line, exit 1) from here, as from the reader
     store = PseudoLabelStore(source.root, compute_log_mel=False, cache_log_mel=False, semantic=False)
-    plain = [r["id"] for r in store.records if "classes" not in r]
-    if store.class_names is None or plain:
-        what = f"clips {plain[:3]} have" if plain else "it has no label2idx.json, so it"
+    missing = store.class_maps_missing()
+    if missing is not None:
         raise ConfigError(
-            f"data.semantic=true (data=pseudo_avss): {store.root}: a semantic read needs class maps, but {what} "
-            "only binary masks; label the clips with labeler.semantic=avss (or a label2idx.json) into a new "
-            "store, or train a binary recipe on this one (data=pseudo)"
+            f"data.semantic=true (data=pseudo_avss): {missing}, or train a binary recipe on this one (data=pseudo)"
         )
 
 

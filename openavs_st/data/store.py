@@ -503,19 +503,14 @@ class PseudoLabelStore(Sequence[Clip]):
             ok = [r for r in ok if r.get("num_frames") == num_frames]
         self.records = sorted(ok, key=lambda r: r["id"])
         self.class_names = read_label2idx(self.root / LABEL2IDX) if (self.root / LABEL2IDX).is_file() else None
+        missing = self.class_maps_missing()
         if semantic == "auto":
-            semantic = self.class_names is not None and bool(self.records) and all("classes" in r for r in self.records)
+            semantic = missing is None and bool(self.records)
         elif not isinstance(semantic, bool):
             raise ValueError(f"semantic must be true, false or 'auto', got {semantic!r}")
         self.semantic = semantic
-        if self.semantic:
-            plain = [r["id"] for r in self.records if "classes" not in r]
-            if self.class_names is None or plain:
-                what = f"clips {plain[:3]} have" if plain else f"it has no {LABEL2IDX}, so it"
-                raise ClipError(
-                    f"{self.root}: a semantic read needs class maps, but {what} only binary masks; label the "
-                    "clips with labeler.semantic=avss (or a label2idx.json) into a new store"
-                )
+        if self.semantic and missing is not None:
+            raise ClipError(missing)
         self.window = None if window is None else int(window)
         # (record index, first frame) of every item
         self.items = [
@@ -529,6 +524,18 @@ class PseudoLabelStore(Sequence[Clip]):
         self.compute_log_mel = compute_log_mel
         self.cache_log_mel = cache_log_mel
         self.log_mel_cache_hits = 0  # accesses served from the cache (in this process)
+
+    def class_maps_missing(self) -> str | None:
+        """Why a semantic read of this store is impossible (no ``label2idx.json``, or ok clips with binary
+        masks only), naming the fix; None when every ok clip has class maps."""
+        plain = [r["id"] for r in self.records if "classes" not in r]
+        if self.class_names is not None and not plain:
+            return None
+        what = f"clips {plain[:3]} have" if plain else f"it has no {LABEL2IDX}, so it"
+        return (
+            f"{self.root}: a semantic read needs class maps, but {what} only binary masks; label the clips with "
+            "labeler.semantic=avss (or a label2idx.json) into a new store"
+        )
 
     def __len__(self) -> int:
         return len(self.items)
