@@ -234,7 +234,6 @@ class ALRefSAM2Labeler:
             raise LabelerConfigError(str(exc)) from None
         self._ground_lock = threading.Lock()
         self._closed_lists: weakref.WeakKeyDictionary[Any, list[str] | None] = weakref.WeakKeyDictionary()
-        self._closed_lists_by_name: dict[tuple[type, str, str], list[str] | None] = {}
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ALRefSAM2Labeler:
@@ -315,19 +314,11 @@ class ALRefSAM2Labeler:
             return self.categories
         if self.categories == "none":
             return None
-        # read once per source, not per clip; keyed by the source itself (weakly: a source freed and another
-        # built at its address must not inherit its list), else by what names its data
-        try:
-            return self._closed_lists[source]
-        except KeyError:
-            names = self._read_closed_list(source)
-            self._closed_lists[source] = names
-            return names
-        except TypeError:  # not weakly referenceable or not hashable
-            key = (type(source), str(getattr(source, "root", "")), str(getattr(source, "split", "")))
-            if key not in self._closed_lists_by_name:
-                self._closed_lists_by_name[key] = self._read_closed_list(source)
-            return self._closed_lists_by_name[key]
+        # read once per source, not per clip; keyed by the source itself, weakly (a source freed and another
+        # built at its address must not inherit its list)
+        if source not in self._closed_lists:
+            self._closed_lists[source] = self._read_closed_list(source)
+        return self._closed_lists[source]
 
     def _read_closed_list(self, source: Any) -> list[str] | None:
         from openavs_st.data.avsbench import AVSSReader
