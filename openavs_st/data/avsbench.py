@@ -561,23 +561,14 @@ def read_label2idx(path: Path) -> list[str]:
     if not isinstance(mapping, dict):
         found = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(mapping), "a number")
         raise ClipError(f"{path}: label2idx must be a JSON object {{name: index}}, found {found}")
-    try:
-        indices = sorted(int(index) for index in mapping.values())
-    except (TypeError, ValueError):
-        bad = next(name for name, index in mapping.items() if not _is_int(index))
-        raise ClipError(f"{path}: label2idx must map names to integer indices, found {bad!r}: {mapping[bad]!r}") from None
+    bad = [name for name, index in mapping.items() if isinstance(index, bool) or not isinstance(index, int)]
+    if bad:
+        raise ClipError(f"{path}: label2idx must map names to integer indices, found {bad[0]!r}: {mapping[bad[0]]!r}")
+    indices = sorted(mapping.values())
     first = indices[0] if indices else 0
     if first not in (0, 1) or indices != list(range(first, first + len(indices))):
         raise ClipError(f"{path}: the class indices must be 0..{len(indices) - 1} or 1..{len(indices)}, each once")
-    return [name for name, _ in sorted(mapping.items(), key=lambda kv: int(kv[1]))]
-
-
-def _is_int(value: object) -> bool:
-    try:
-        int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return False
-    return True
+    return [name for name, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
 
 
 def _check_mask_size(mask: np.ndarray, frame: np.ndarray, path: Path) -> None:
